@@ -1,0 +1,13 @@
+"""Command handlers wired into the CLI (``bot.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Handler = Callable[[argparse.Namespace], int]
+CommandFactory = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def register(command: CommandFactory) -> None:
+    """Add every command of this package to the CLI."""

@@ -1,0 +1,345 @@
+"""Configuration: ``config.toml`` plus ``BOT__SECTION__KEY`` environment overrides (SPEC §9).
+
+Every error names the key, the offending value, where it came from and the expected form, and is
+raised as :class:`~bot.errors.ConfigError` (the CLI exits with code 3).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from eth_utils import is_address, is_checksum_address, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from bot.errors import ConfigError
+
+ENV_PREFIX = "BOT__"
+DEVNET_CHAIN_ID = 31337
+
+
+def _checksummed(value: str) -> str:
+    if not is_address(value):
+        raise ValueError("a 20-byte hex address like 0x5FbDB2315678afecb367f032d93F642f64180aa3")
+    if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(value):
+        raise ValueError("a valid EIP-55 checksum (or an all-lowercase address)")
+    return str(to_checksum_address(value))
+
+
+def _ws_url(value: str) -> str:
+    if not value.startswith(("ws://", "wss://")):
+        raise ValueError("a WebSocket URL starting with ws:// or wss://")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError('an HTTP URL starting with http:// or https://, or "" to use ws_url')
+    return value
+
+
+Address = Annotated[str, AfterValidator(_checksummed)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ChainSettings(_Section):
+    ws_url: Annotated[str, AfterValidator(_ws_url)] = "ws://127.0.0.1:8545"
+    http_url: Annotated[str, AfterValidator(_http_url)] = ""
+
+    @property
+    def rpc_url(self) -> str:
+        """The URL for calls and backfill: ``http_url`` when set, else the WebSocket URL."""
+        return self.http_url or self.ws_url
+
+
+class OrderbookSettings(_Section):
+    address: Address
+    deployment_block: int = Field(default=0, ge=0)
+    order_owner: Address
+
+
+class DatabaseSettings(_Section):
+    path: str = Field(default="bot.db", min_length=1)
+
+
+class BackfillSettings(_Section):
+    workers: int = Field(default=8, ge=1, le=64)
+    batch_blocks: int = Field(default=1000, ge=1)
+
+
+class RpcSettings(_Section):
+    requests_per_second: float = Field(default=0, ge=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=10, gt=0)
+
+
+class LiveSettings(_Section):
+    first_event_timeout_s: float = Field(default=30, gt=0)
+    confirmations: int | None = Field(default=None, ge=0)
+    stale_after_s: float = Field(default=60, gt=0)
+
+
+class AccumulatorSettings(_Section):
+    threshold_shares: int = Field(default=1, ge=1)
+    stablecoins: list[str] = Field(default_factory=lambda: ["USDC"], min_length=1)
+    equity_suffixes: list[str] = Field(default_factory=lambda: ["s1", "0x"])
+    equity_prefixes: list[str] = Field(default_factory=lambda: ["wt"])
+
+    @field_validator("stablecoins", "equity_suffixes", "equity_prefixes")
+    @classmethod
+    def _no_blank_markers(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("a list of non-empty strings")
+        return value
+
+
+class AlpacaSettings(_Section):
+    base_url: str = "https://paper-api.alpaca.markets"
+    api_key_id: SecretStr = SecretStr("")
+    api_secret: SecretStr = SecretStr("")
+
+
+class BrokerSettings(_Section):
+    kind: Literal["dry-run", "alpaca"] = "dry-run"
+    max_rejections: int = Field(default=3, ge=1)
+    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
+
+
+class MetricsSettings(_Section):
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class Settings(_Section):
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    orderbook: OrderbookSettings
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
+    rpc: RpcSettings = Field(default_factory=RpcSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+    accumulator: AccumulatorSettings = Field(default_factory=AccumulatorSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    def database_path(self, base: Path) -> Path:
+        """The database file, relative paths taken from the config file's folder."""
+        path = Path(self.database.path)
+        return path if path.is_absolute() else base / path
+
+
+_EXPECTED: dict[str, str] = {
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "literal_error": "one of the listed values",
+    "missing": "a value (this key is required)",
+    "extra_forbidden": "no such key (check the spelling against README's config reference)",
+    "model_type": "a table",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = str(error["type"])
+    context = error.get("ctx") or {}
+    if kind == "value_error":
+        return str(context.get("error", error["msg"]))
+    if kind == "greater_than_equal":
+        return f"a number >= {context.get('ge')}"
+    if kind == "greater_than":
+        return f"a number > {context.get('gt')}"
+    if kind == "less_than_equal":
+        return f"a number <= {context.get('le')}"
+    if kind == "literal_error":
+        return f"one of {context.get('expected')}"
+    if kind in ("too_short", "string_too_short"):
+        return "a non-empty value"
+    return _EXPECTED.get(kind, str(error["msg"]))
+
+
+def _lookup(data: Mapping[str, Any], path: tuple[str | int, ...]) -> Any:
+    node: Any = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _origin(path: tuple[str | int, ...], env_keys: set[tuple[str, ...]]) -> str:
+    keys = tuple(str(p) for p in path if isinstance(p, str))
+    for length in range(len(keys), 0, -1):
+        if keys[:length] in env_keys:
+            return "from environment " + ENV_PREFIX + "__".join(k.upper() for k in keys[:length])
+    return "in the config file"
+
+
+def _format_errors(
+    exc: ValidationError, data: Mapping[str, Any], env_keys: set[tuple[str, ...]]
+) -> str:
+    lines = []
+    for error in exc.errors():
+        path = tuple(error["loc"])
+        key = ".".join(str(part) for part in path)
+        secret = any(str(part) in ("api_secret", "api_key_id") for part in path)
+        value = "<redacted>" if secret else repr(_lookup(data, path))
+        shown = "" if error["type"] == "missing" else f" = {value}"
+        lines.append(f"{key}{shown} ({_origin(path, env_keys)}): expected {_describe(error)}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _env_overrides(
+    environ: Mapping[str, str],
+) -> list[tuple[tuple[str, ...], str, str]]:
+    found = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if len(parts) < 2 or any(not part for part in parts):
+            raise ConfigError(
+                f"environment {name}: expected BOT__SECTION__KEY (e.g. BOT__BACKFILL__WORKERS)"
+            )
+        found.append((parts, name, raw))
+    return found
+
+
+def _field_is_string(path: tuple[str, ...]) -> bool | None:
+    """Whether the key at ``path`` holds a string (None: no such key)."""
+    model: type[BaseModel] = Settings
+    for index, part in enumerate(path):
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if index == len(path) - 1:
+                return False
+            model = annotation
+            continue
+        if index != len(path) - 1:
+            return None
+        return annotation in (str, SecretStr) or (
+            getattr(annotation, "__origin__", None) is Literal
+        )
+    return None
+
+
+def _parse_env_value(path: tuple[str, ...], name: str, raw: str) -> Any:
+    is_string = _field_is_string(path)
+    if is_string is None:
+        raise ConfigError(
+            f"environment {name}: {'.'.join(path)} is not a config key "
+            "(check the spelling against README's config reference)"
+        )
+    if is_string:
+        return raw
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(
+            f"environment {name} = {raw!r}: expected a TOML literal such as 7, true or "
+            '["USDC"] for this non-string key'
+        ) from None
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} is not a table in the config file")
+        node = child
+    node[path[-1]] = value
+
+
+class LoadedConfig(BaseModel):
+    """The validated settings plus what the bot needs to know about where they came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    settings: Settings
+    path: Path
+    confirmations_set: bool
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def database_path(self) -> Path:
+        return self.settings.database_path(self.base_dir)
+
+
+def load(path: Path | str, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read ``path``, apply ``BOT__…`` overrides from ``environ`` and validate everything."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} not found: pass --config PATH or create it from the README"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    env_keys: set[tuple[str, ...]] = set()
+    for parts, name, raw in _env_overrides(environ):
+        _set_path(data, parts, _parse_env_value(parts, name, raw))
+        env_keys.add(parts)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, data, env_keys)) from None
+    confirmations_set = "confirmations" in data.get("live", {})
+    return LoadedConfig(
+        settings=settings, path=path.resolve(), confirmations_set=confirmations_set
+    )
+
+
+def load_settings(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    return load(path, environ).settings
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data with every secret replaced, safe to print or log."""
+    data = settings.model_dump(mode="python")
+    alpaca = data["broker"]["alpaca"]
+    for key in ("api_key_id", "api_secret"):
+        secret: SecretStr = getattr(settings.broker.alpaca, key)
+        alpaca[key] = "<redacted>" if secret.get_secret_value() else ""
+    data["chain"]["ws_url"] = redact_url(settings.chain.ws_url)
+    data["chain"]["http_url"] = redact_url(settings.chain.http_url)
+    return data
+
+
+def redact_url(url: str) -> str:
+    """Hide credentials that providers embed in URLs (user:pass@, API keys in path or query)."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<redacted>"
+    host, slash, tail = rest.partition("/")
+    host = host.rpartition("@")[2]
+    return f"{scheme}://{host}{'/<redacted>' if slash and tail else ''}"

@@ -1,0 +1,1 @@
+"""Pure core: no asyncio, network or database imports anywhere below this package."""
