@@ -14,7 +14,9 @@ from pathlib import Path
 from loguru import logger
 
 from bot import __version__, logs
+from bot.commands import register as register_commands
 from bot.config import LoadedConfig, load, redacted
+from bot.devnet.cli import add_devnet_parser
 from bot.errors import BotError, ConfigError
 
 EXIT_OK = 0
@@ -75,13 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("check-config", _check_config, "print the effective config, secrets redacted")
-
-    from bot.commands import register
-
-    register(command)
-
-    from bot.devnet.cli import add_devnet_parser
-
+    register_commands(command)
     add_devnet_parser(commands)
     return parser
 

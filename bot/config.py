@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from eth_utils import is_address, is_checksum_address, to_checksum_address
+from eth_utils.address import is_address, is_checksum_address, to_checksum_address
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -312,9 +312,7 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> LoadedCo
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, data, env_keys)) from None
     confirmations_set = "confirmations" in data.get("live", {})
-    return LoadedConfig(
-        settings=settings, path=path.resolve(), confirmations_set=confirmations_set
-    )
+    return LoadedConfig(settings=settings, path=path.resolve(), confirmations_set=confirmations_set)
 
 
 def load_settings(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
