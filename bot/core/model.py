@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from bot.core.amounts import EXACT
+
 
 class Side(StrEnum):
     """Which order of the event is ours: alice or bob of a clear, or the order of a take."""
@@ -105,7 +107,8 @@ class Trade:
 
     @property
     def signed_shares(self) -> Decimal:
-        return self.shares if self.direction is Direction.BUY else -self.shares
+        # EXACT.minus: unary minus on a Decimal rounds to the ambient 28-digit context
+        return self.shares if self.direction is Direction.BUY else EXACT.minus(self.shares)
 
 
 @dataclass(frozen=True, slots=True)
