@@ -165,6 +165,8 @@ def _up(args: argparse.Namespace) -> int:
         )
         expected = devnet.expected
         _print_expected(expected)
+        if args.expected_json is not None:
+            write_expected(args.expected_json, expected)  # now, and again after following
         if args.rate or args.keep_running or args.duration is not None:
             expected = _follow(devnet, args, expected)
             _print_expected(expected)
