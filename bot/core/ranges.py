@@ -78,7 +78,8 @@ _SHRINK = re.compile(
 )
 _WAIT = re.compile(
     r"beyond current head|header not found|does not have the requested block"
-    r"|unknown block|block not found|after last accepted block|not yet available",
+    r"|unknown block|block not found|after last accepted block|not yet available"
+    r"|blockoutofrange|but requested was",
     re.IGNORECASE,
 )
 _RATE = re.compile(

@@ -119,3 +119,9 @@ def test_window_is_bounded_by_last_block() -> None:
 def test_invalid_block_range(start: int, end: int) -> None:
     with pytest.raises(ValueError, match="invalid block range"):
         BlockRange(start, end)
+
+
+def test_anvil_answers_past_the_head_mean_wait() -> None:
+    message = "BlockOutOfRangeError: block height is 1 but requested was 256"
+    assert classify(message, code=-32602).action is Action.WAIT
+    assert classify("unknown block", code=-32000).action is Action.WAIT

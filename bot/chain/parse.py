@@ -1,0 +1,62 @@
+"""JSON-RPC objects to domain types. Hex quantities become exact ints; hashes stay lowercase hex."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from bot.core.heads import Head
+from bot.core.model import RawLog
+
+
+class MalformedAnswer(ValueError):
+    """The node answered something that is not the documented shape."""
+
+
+def _quantity(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise MalformedAnswer(f"{key} is {value!r}, expected a hex quantity")
+    return int(value, 16)
+
+
+def _hash(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or len(value) != 66 or not value.startswith("0x"):
+        raise MalformedAnswer(f"{key} is {value!r}, expected a 32-byte hex hash")
+    return value.lower()
+
+
+def parse_log(obj: Any) -> RawLog:
+    """One ``eth_getLogs`` / logs-subscription entry (mined: pending logs have no block)."""
+    if not isinstance(obj, dict):
+        raise MalformedAnswer(f"a log must be an object, got {type(obj).__name__}")
+    topics = obj.get("topics") or []
+    data = obj.get("data", "0x")
+    if not isinstance(data, str) or not data.startswith("0x"):
+        raise MalformedAnswer(f"data is {data!r}, expected hex")
+    return RawLog(
+        block_number=_quantity(obj, "blockNumber"),
+        block_hash=_hash(obj, "blockHash"),
+        tx_hash=_hash(obj, "transactionHash"),
+        tx_index=_quantity(obj, "transactionIndex"),
+        log_index=_quantity(obj, "logIndex"),
+        address=to_checksum_address(str(obj.get("address"))),
+        topic0=str(topics[0]).lower() if topics else "",
+        data=bytes.fromhex(data[2:]),
+        removed=bool(obj.get("removed", False)),
+    )
+
+
+def parse_head(obj: Any) -> Head:
+    """A ``newHeads`` message or an ``eth_getBlockByNumber`` header."""
+    if not isinstance(obj, dict):
+        raise MalformedAnswer(f"a header must be an object, got {type(obj).__name__}")
+    bloom = obj.get("logsBloom") or "0x"
+    return Head(
+        number=_quantity(obj, "number"),
+        hash=_hash(obj, "hash"),
+        parent_hash=_hash(obj, "parentHash"),
+        logs_bloom=bytes.fromhex(str(bloom)[2:]),
+    )

@@ -1,0 +1,97 @@
+"""The live feed: ``logs`` (orderbook address + our three topics) and ``newHeads`` subscriptions
+on one WebSocket connection of their own (SPEC §1, §7).
+
+Nothing else is sent on this socket (calls go through another connection), and its reader only
+moves messages into memory, so a burst of notifications can never stall a call. A connection is
+used once: after a drop the caller opens a new feed, re-subscribes and backfills the gap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from loguru import logger
+
+from bot.chain.parse import MalformedAnswer, parse_head, parse_log
+from bot.chain.ws import WsConnection
+from bot.config import redact_url
+from bot.core.heads import Head
+from bot.core.model import RawLog
+from bot.errors import TransientError
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLog:
+    log: RawLog
+    received_at: float  # time.monotonic() when it came off the socket
+
+
+@dataclass(frozen=True, slots=True)
+class LiveHead:
+    head: Head
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BadMessage:
+    """A notification that does not parse: kept for the dead-letter, never dropped silently."""
+
+    subscription: str
+    payload: object
+    reason: str
+
+
+class LiveFeed:
+    def __init__(self, connection: WsConnection, logs_id: str, heads_id: str) -> None:
+        self._connection = connection
+        self._logs_id = logs_id
+        self._heads_id = heads_id
+
+    @classmethod
+    async def open(cls, url: str, address: str, topics: tuple[str, ...]) -> LiveFeed:
+        """Connect and subscribe; returns once both subscriptions are confirmed."""
+        connection = await WsConnection.open(url)
+        try:
+            logs_id = await connection.subscribe(
+                "logs", {"address": address, "topics": [list(topics)]}
+            )
+            heads_id = await connection.subscribe("newHeads")
+        except BaseException:
+            await connection.close()
+            raise
+        logger.info(
+            "subscriptions confirmed on {}: logs {}, newHeads {}",
+            redact_url(url),
+            logs_id,
+            heads_id,
+        )
+        return cls(connection, logs_id, heads_id)
+
+    @property
+    def closed(self) -> bool:
+        return self._connection.closed
+
+    def backlog(self) -> int:
+        return self._connection.pending_notifications()
+
+    async def next(self) -> LiveLog | LiveHead | BadMessage:
+        """The next message; raises ``ConnectionLostError`` once the connection is gone."""
+        while True:
+            note = await self._connection.next_notification()
+            now = time.monotonic()
+            try:
+                if note.subscription == self._logs_id:
+                    return LiveLog(parse_log(note.result), now)
+                if note.subscription == self._heads_id:
+                    return LiveHead(parse_head(note.result), now)
+            except (MalformedAnswer, ValueError, TypeError) as exc:
+                return BadMessage(note.subscription, note.result, str(exc))
+            logger.debug("notification for unknown subscription {}", note.subscription)
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+class StaleStreamError(TransientError):
+    """The subscription stayed quiet while the chain moved on: treated as a dropped stream."""

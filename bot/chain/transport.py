@@ -1,0 +1,124 @@
+"""JSON-RPC transports: HTTP (aiohttp) and WebSocket (:mod:`bot.chain.ws`).
+
+A transport sends one call and maps every failure onto the error tree: a JSON-RPC error answer
+is an :class:`~bot.chain.ws.RpcError` carrying its code and message (and HTTP status when there
+was one); a timeout, refused or dropped connection or a 5xx is a
+:class:`~bot.errors.TransientError`. Bodies are parsed with ``json.loads`` (integers stay exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from typing import Any, Protocol
+
+import aiohttp
+
+from bot.chain.ws import ConnectionLost, RpcError, WsConnection
+from bot.config import redact_url
+from bot.errors import TransientError
+
+
+class Transport(Protocol):
+    url: str
+
+    async def call(self, method: str, params: list[Any], *, timeout_s: float) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    return None  # an HTTP date: fall back to our own backoff
+
+
+class HttpTransport:
+    def __init__(self, url: str, *, connections: int = 16) -> None:
+        self.url = url
+        self._ids = itertools.count(1)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                headers={"Content-Type": "application/json"},
+            )
+        return self._session
+
+    async def call(self, method: str, params: list[Any], *, timeout_s: float) -> Any:
+        payload = json.dumps(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        )
+        where = redact_url(self.url)
+        try:
+            async with self._client().post(
+                self.url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                body = await response.read()
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        except TimeoutError:
+            raise TransientError(f"{method} to {where} timed out after {timeout_s} s") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"{method} to {where} failed: {exc}") from None
+        if status != 200:
+            text = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+            error = RpcError(text, code=None, http_status=status)
+            error.retry_after_s = retry_after
+            raise error
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise TransientError(f"{method} to {where}: the answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise TransientError(f"{method} to {where}: unexpected answer {str(answer)[:100]}")
+        error_obj = answer.get("error")
+        if error_obj is not None:
+            message = str(error_obj.get("message", error_obj))
+            code = error_obj.get("code")
+            raise RpcError(message, code=code if isinstance(code, int) else None)
+        return answer.get("result")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class WsTransport:
+    """Calls over a WebSocket connection of their own, reopened on the next call after a drop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: WsConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _open(self) -> WsConnection:
+        async with self._lock:
+            if self._connection is None or self._connection.closed:
+                self._connection = await WsConnection.open(self.url)
+            return self._connection
+
+    async def call(self, method: str, params: list[Any], *, timeout_s: float) -> Any:
+        connection = await self._open()
+        try:
+            return await connection.request(method, params, timeout_s=timeout_s)
+        except ConnectionLost:
+            await connection.close()
+            raise
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+def transport_for(url: str) -> Transport:
+    if url.startswith(("ws://", "wss://")):
+        return WsTransport(url)
+    return HttpTransport(url)

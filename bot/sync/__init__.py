@@ -1,0 +1,1 @@
+"""Getting the chain into the queue: backfill, live subscriptions, reorgs, and `bot run`."""

@@ -1,0 +1,149 @@
+"""Live following (SPEC §7): every new head is linked to the checkpoint by its parent hash and
+reconciled (its ``logsBloom``, else ``eth_getLogs{blockHash}``) before the checkpoint moves over
+it. A hash that disagrees is a reorg: walk back to the fork point, roll the queue back to it
+(processed events get compensating trades from the drain), and reconcile the new branch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from loguru import logger
+
+from bot.chain.endpoint import Endpoint
+from bot.core.bloom import may_have_logs
+from bot.core.heads import BlockRef, Head, Verdict, fork_point, judge
+from bot.core.model import RawLog
+from bot.errors import FatalError
+from bot.sync.backfill import Backfill, LogFilter, get_header, get_logs_by_hash
+
+MAX_REORG_DEPTH = 1024
+
+
+class ChainState(Protocol):
+    """The store's side of following the chain."""
+
+    async def checkpoint(self) -> BlockRef | None: ...
+
+    async def known_hash(self, number: int) -> str | None:
+        """Our canonical hash of block ``number``, if we still track it."""
+        ...
+
+    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
+        """Atomically: queue rows of block ``head.number`` with another hash become removed,
+        ``logs`` are stored as canonical (reviving removed rows), the block is recorded and the
+        checkpoint moves to it. Returns the number of rows newly stored or revived."""
+        ...
+
+    async def rollback(self, ancestor: BlockRef) -> int:
+        """Atomically: rows above ``ancestor`` become removed (processed ones flagged for
+        compensation), recorded blocks above it are forgotten, the checkpoint moves back to it.
+        Returns the number of rows removed."""
+        ...
+
+
+class ReorgTooDeepError(FatalError):
+    """No block we still track matches the canonical chain."""
+
+
+class Follower:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        state: ChainState,
+        log_filter: LogFilter,
+        backfill: Backfill,
+        *,
+        gap_by_range_over: int = 16,
+    ) -> None:
+        self._endpoint = endpoint
+        self._state = state
+        self._filter = log_filter
+        self._backfill = backfill
+        self._gap_by_range_over = gap_by_range_over
+        self.reorgs = 0
+
+    async def on_head(self, head: Head) -> None:
+        """Bring the checkpoint to ``head`` (or leave it where it is when it is known)."""
+        checkpoint = await self._state.checkpoint()
+        if checkpoint is None:
+            raise FatalError("following heads needs a checkpoint: backfill first")
+        held = (
+            await self._state.known_hash(head.number) if head.number <= checkpoint.number else None
+        )
+        verdict = judge(head, checkpoint, lambda _number: held)
+        if verdict is Verdict.KNOWN:
+            return
+        if verdict is Verdict.GAP:
+            await self._fill_gap(checkpoint, head)
+            checkpoint = await self._require_checkpoint()
+            verdict = judge(head, checkpoint, lambda _number: None)
+        if verdict is Verdict.REORG:
+            await self._reorg(head, checkpoint)
+            return
+        if verdict is Verdict.EXTEND:
+            await self._reconcile(head)
+
+    async def _require_checkpoint(self) -> BlockRef:
+        checkpoint = await self._state.checkpoint()
+        if checkpoint is None:
+            raise FatalError("checkpoint vanished while following heads")
+        return checkpoint
+
+    async def _reconcile(self, head: Head) -> None:
+        logs: list[RawLog] = []
+        if not head.logs_bloom or may_have_logs(
+            head.logs_bloom, self._filter.address, self._filter.topics
+        ):
+            logs = await get_logs_by_hash(self._endpoint, self._filter, head.hash)
+        await self._state.reconcile(head, logs)
+
+    async def _fill_gap(self, checkpoint: BlockRef, head: Head) -> None:
+        """Blocks between the checkpoint and ``head`` that no head told us about."""
+        first, last = checkpoint.number + 1, head.number - 1
+        if last - first + 1 > self._gap_by_range_over:
+            logger.info("catching up blocks {}-{} before head {}", first, last, head.number)
+            await self._backfill.run(first, last, head=head.number)
+            return
+        for number in range(first, last + 1):
+            header = await get_header(self._endpoint, number)
+            current = await self._require_checkpoint()
+            if header.parent_hash != current.hash:
+                await self._reorg(header, current)
+                return
+            await self._reconcile(header)
+
+    async def _reorg(self, head: Head, checkpoint: BlockRef) -> None:
+        start = min(head.number - 1, checkpoint.number)
+        candidates: list[tuple[int, str | None, str]] = []
+        ancestor: int | None = None
+        for number in range(start, max(-1, start - MAX_REORG_DEPTH), -1):
+            canonical = await get_header(self._endpoint, number)
+            candidates.append((number, await self._state.known_hash(number), canonical.hash))
+            ancestor = fork_point(candidates[-1:])
+            if ancestor is not None:
+                break
+        if ancestor is None:
+            raise ReorgTooDeepError(
+                f"reorg below block {start - MAX_REORG_DEPTH + 1}: no tracked block matches the "
+                "chain any more; stop, check the node, then restart (the queue is intact)"
+            )
+        ancestor_hash = candidates[-1][2]
+        removed = await self._state.rollback(BlockRef(ancestor, ancestor_hash))
+        self.reorgs += 1
+        logger.warning(
+            "reorg: head {} ({}) does not link to our chain; rolled back to block {} ({} events "
+            "removed), following the new branch",
+            head.number,
+            head.hash[:10],
+            ancestor,
+            removed,
+        )
+        for number in range(ancestor + 1, head.number + 1):
+            header = await get_header(self._endpoint, number)
+            current = await self._require_checkpoint()
+            if header.parent_hash != current.hash:
+                # the chain moved again while we walked: the next head will sort it out
+                logger.warning("chain changed again at block {} during reorg handling", number)
+                return
+            await self._reconcile(header)
