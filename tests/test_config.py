@@ -170,3 +170,12 @@ def test_check_config_exit_codes_and_redaction(tmp_path: Path) -> None:
 
     usage = run_cli("no-such-command", cwd=tmp_path)
     assert usage.returncode == 2
+
+
+def test_shipped_config_loads_and_leaves_confirmations_unset() -> None:
+    shipped = Path(__file__).parent.parent / "config.toml"
+    loaded = load(shipped, {})
+    assert loaded.settings.live.confirmations is None
+    assert not loaded.confirmations_set
+    assert "# confirmations = 12" in shipped.read_text()
+    assert loaded.settings.broker.kind == "dry-run"
