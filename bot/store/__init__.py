@@ -1,0 +1,1 @@
+"""SQLite persistence (aiosqlite, WAL): migrations, the event queue, the ledger, the lock."""

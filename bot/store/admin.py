@@ -1,0 +1,107 @@
+"""Admin marks for the CLI (SPEC §8): one short transaction each, no lock, no network.
+
+The running consumer acts on them: it re-reads pending rows, failed events and parked flags at
+every batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import BotError
+from bot.store.connection import open_admin
+from bot.store.queue import now_text
+
+
+class AdminError(BotError):
+    """The mark cannot be made (unknown event, wrong status, unknown ticker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    changed: int
+    message: str
+
+
+def retry(db_path: str | Path, event_id: int | None = None) -> AdminResult:
+    """Failed event(s) back to pending: one event, or every failed one when ``event_id`` is None."""
+    conn = open_admin(db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            where, params = "status = 'failed'", list[int]()
+            if event_id is not None:
+                _require_status(conn, event_id, "failed", "retry")
+                where, params = "status = 'failed' AND id = ?", [event_id]
+            cursor = conn.execute(
+                f"UPDATE events SET status = 'pending', updated_at = ? WHERE {where}",
+                (now_text(), *params),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    what = f"event {event_id}" if event_id is not None else f"{cursor.rowcount} failed event(s)"
+    return AdminResult(cursor.rowcount, f"{what} queued again")
+
+
+def skip(db_path: str | Path, event_id: int, reason: str) -> AdminResult:
+    """A failed event → skipped, with the operator's reason (it will never be booked)."""
+    if not reason.strip():
+        raise AdminError("skip needs a reason")
+    conn = open_admin(db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            previous = _require_status(conn, event_id, "failed", "skip")
+            conn.execute(
+                "UPDATE events SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
+                (f"skipped by operator: {reason} (failure was: {previous})", now_text(), event_id),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return AdminResult(1, f"event {event_id} skipped")
+
+
+def unpark(db_path: str | Path, ticker: str) -> AdminResult:
+    """Allow orders for a parked ticker again (resets its consecutive rejections)."""
+    conn = open_admin(db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT parked FROM positions WHERE ticker = ?", (ticker,)
+            ).fetchone()
+            if row is None:
+                raise AdminError(f"no position for ticker {ticker!r}")
+            conn.execute(
+                "UPDATE positions SET parked = 0, consecutive_rejections = 0, updated_at = ?"
+                " WHERE ticker = ?",
+                (now_text(), ticker),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    if not row[0]:
+        return AdminResult(0, f"{ticker} was not parked")
+    return AdminResult(1, f"{ticker} unparked")
+
+
+def _require_status(conn: sqlite3.Connection, event_id: int, status: str, action: str) -> str:
+    row = conn.execute("SELECT status, reason FROM events WHERE id = ?", (event_id,)).fetchone()
+    if row is None:
+        raise AdminError(f"no event {event_id}")
+    if row[0] != status:
+        raise AdminError(f"cannot {action} event {event_id}: it is {row[0]}, not {status}")
+    return str(row[1])

@@ -1,0 +1,190 @@
+"""Opening the database: pragmas, migrations and the check of what chain it serves.
+
+``synchronous=FULL``: in WAL mode NORMAL may lose the last commits on a power cut (not on a process
+crash). Losing a committed PENDING execution after its order went out, or a FILLED settlement, would
+hedge twice or forget a hedge, so every commit is made durable before the broker is called. Batching
+many events per transaction keeps the cost of the extra fsync small (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from bot.errors import DatabaseMismatchError, FatalError
+from bot.store.migrations import apply_migrations, check_not_newer, load_migrations
+
+BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class ServedChain:
+    """What the database serves; a config that disagrees is refused (SPEC §8)."""
+
+    chain_id: int
+    orderbook: str
+    order_owner: str
+    deployment_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMeta:
+    served: ServedChain
+    instance_id: str
+    created_at: str
+
+
+_ADDRESS_FIELDS = ("orderbook", "order_owner")
+
+
+class DatabaseMissingError(FatalError, FileNotFoundError):
+    """The read-only and admin commands found no database: exit 1 with a message, not a trace."""
+
+
+async def connect(path: str | Path) -> aiosqlite.Connection:
+    """A connection in autocommit mode (transactions are explicit) with the money-safe pragmas."""
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        if str(rows[0][0]).lower() != "wal":
+            raise DatabaseMismatchError(f"cannot switch {path} to WAL mode (got {rows[0][0]})")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def open_database(
+    path: str | Path, served: ServedChain
+) -> tuple[aiosqlite.Connection, StoreMeta]:
+    """Connect, migrate, and check (or, on a new database, record) what the database serves."""
+    conn = await connect(path)
+    try:
+        await apply_migrations(conn)
+        meta = await _check_or_record_meta(conn, served)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn, meta
+
+
+def _served_items(served: ServedChain) -> dict[str, str]:
+    return {
+        "chain_id": str(served.chain_id),
+        "orderbook": served.orderbook,
+        "order_owner": served.order_owner,
+        "deployment_block": str(served.deployment_block),
+    }
+
+
+def _same(field: str, stored: str, configured: str) -> bool:
+    if field in _ADDRESS_FIELDS:
+        return stored.lower() == configured.lower()
+    return stored == configured
+
+
+async def _check_or_record_meta(conn: aiosqlite.Connection, served: ServedChain) -> StoreMeta:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = await conn.execute_fetchall("SELECT key, value FROM meta")
+        stored = {str(k): str(v) for k, v in rows}
+        configured = _served_items(served)
+        if not stored:
+            stored = {
+                **configured,
+                "instance_id": secrets.token_hex(8),
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            await conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)", sorted(stored.items())
+            )
+        else:
+            for field, value in configured.items():
+                if field not in stored or not _same(field, stored[field], value):
+                    raise DatabaseMismatchError(
+                        f"the database serves {field}={stored.get(field)!r} but the config says "
+                        f"{field}={value!r}; use another database.path or fix the config"
+                    )
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    return _meta_from(stored)
+
+
+def _meta_from(stored: dict[str, str]) -> StoreMeta:
+    return StoreMeta(
+        served=ServedChain(
+            chain_id=int(stored["chain_id"]),
+            orderbook=stored["orderbook"],
+            order_owner=stored["order_owner"],
+            deployment_block=int(stored["deployment_block"]),
+        ),
+        instance_id=stored["instance_id"],
+        created_at=stored["created_at"],
+    )
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection for status/trades/executions: no lock, no migration, no network.
+
+    Refuses a missing database, one not migrated to this version, and one of a newer version.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseMissingError(f"no database at {path} (run `bot run` first?)")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _check_schema_current(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_admin(path: str | Path) -> sqlite3.Connection:
+    """A read-write connection for the admin marks (retry, skip, unpark): no lock, no migration."""
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseMissingError(f"no database at {path} (run `bot run` first?)")
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _check_schema_current(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_schema_current(conn: sqlite3.Connection, path: Path) -> None:
+    known = load_migrations()
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    recorded = (
+        [int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        if has_table
+        else []
+    )
+    check_not_newer(recorded, known)
+    if recorded != [m.version for m in known]:
+        raise DatabaseMismatchError(
+            f"{path} has schema versions {recorded}, this version needs 1..{known[-1].version}; "
+            "run `bot run` or `bot backfill` once to migrate it"
+        )
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}

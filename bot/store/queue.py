@@ -1,0 +1,270 @@
+"""The event queue and the checkpoint (SPEC §1, §6): idempotent on ``(tx_hash, log_index)``.
+
+Functions take an aiosqlite connection in autocommit mode. Those named ``*_in_txn`` expect the
+caller's transaction to be open; the others run their own short ``BEGIN IMMEDIATE`` transaction.
+A writer that shares its connection with the drain would join the drain's transactions (and lose
+its rows on a rollback), so enqueue from a connection of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiosqlite
+from loguru import logger
+
+from bot.core.model import EventStatus, RawLog
+
+_CHUNK = 400  # bound on SQL parameters per IN (...) query
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """One queue row: the raw log plus its processing state."""
+
+    id: int
+    raw: RawLog
+    status: EventStatus
+    inclusion: int
+    attempts: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    inserted: int
+    duplicates: int
+    conflicts: int  # same (tx_hash, log_index) seen in another block, or delivered removed
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    block_number: int
+    block_hash: str
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+_EVENT_COLUMNS = (
+    "id, tx_hash, log_index, block_number, block_hash, tx_index, address, topic0, data, "
+    "status, inclusion, attempts, reason"
+)
+
+
+def _event(row: Sequence[object]) -> QueuedEvent:
+    (id_, tx, log_index, block, block_hash, tx_index, address, topic0, data) = row[:9]
+    status, inclusion, attempts, reason = row[9:]
+    raw = RawLog(
+        block_number=int(str(block)),
+        block_hash=str(block_hash),
+        tx_hash=str(tx),
+        tx_index=int(str(tx_index)),
+        log_index=int(str(log_index)),
+        address=str(address),
+        topic0=str(topic0),
+        data=bytes(data) if isinstance(data, bytes | memoryview) else b"",
+    )
+    return QueuedEvent(
+        id=int(str(id_)),
+        raw=raw,
+        status=EventStatus(str(status)),
+        inclusion=int(str(inclusion)),
+        attempts=int(str(attempts)),
+        reason=None if reason is None else str(reason),
+    )
+
+
+async def enqueue(conn: aiosqlite.Connection, logs: Iterable[RawLog]) -> EnqueueResult:
+    """Insert logs idempotently in one transaction.
+
+    A log already queued is a duplicate (backfill and subscription overlap). The same
+    ``(tx_hash, log_index)`` in another block, or a log delivered with ``removed=true``, is a reorg
+    signal: the first row is kept as it is (reviving rows is the reorg handling's job), and the
+    sighting is recorded in ``event_sightings`` and logged, never dropped silently.
+    """
+    batch = list(logs)
+    live = [log for log in batch if not log.removed]
+    removed = [log for log in batch if log.removed]
+    now = now_text()
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        before = conn.total_changes
+        await conn.executemany(
+            "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
+            " topic0, data, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (tx_hash, log_index) DO NOTHING",
+            [
+                (
+                    log.tx_hash,
+                    log.log_index,
+                    log.block_number,
+                    log.block_hash,
+                    log.tx_index,
+                    log.address,
+                    log.topic0,
+                    log.data,
+                    now,
+                    now,
+                )
+                for log in live
+            ],
+        )
+        inserted = conn.total_changes - before
+        sightings = list(removed)
+        if inserted < len(live):
+            sightings += await _moved_logs(conn, live)
+        if sightings:
+            await _record_sightings(conn, sightings, now)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    return EnqueueResult(inserted, len(live) - inserted, len(sightings))
+
+
+async def _moved_logs(conn: aiosqlite.Connection, logs: list[RawLog]) -> list[RawLog]:
+    """Logs whose (tx_hash, log_index) is queued with another block hash."""
+    stored: dict[tuple[str, int], str] = {}
+    tx_hashes = sorted({log.tx_hash for log in logs})
+    for start in range(0, len(tx_hashes), _CHUNK):
+        chunk = tx_hashes[start : start + _CHUNK]
+        rows = await conn.execute_fetchall(
+            "SELECT tx_hash, log_index, block_hash FROM events WHERE tx_hash IN"
+            f" ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        stored.update({(str(tx), int(i)): str(h) for tx, i, h in rows})
+    return [
+        log
+        for log in logs
+        if (known := stored.get((log.tx_hash, log.log_index))) is not None
+        and known.lower() != log.block_hash.lower()
+    ]
+
+
+async def _record_sightings(conn: aiosqlite.Connection, logs: list[RawLog], now: str) -> None:
+    for log in logs:
+        logger.warning(
+            "reorg signal: log tx={} log_index={} delivered {} block {} ({}); the queued row is "
+            "kept until the reorg handling revives or removes it",
+            log.tx_hash,
+            log.log_index,
+            "as removed in" if log.removed else "again in another",
+            log.block_number,
+            log.block_hash,
+        )
+    await conn.executemany(
+        "INSERT INTO event_sightings (tx_hash, log_index, block_number, block_hash, removed,"
+        " seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (log.tx_hash, log.log_index, log.block_number, log.block_hash, int(log.removed), now)
+            for log in logs
+        ],
+    )
+
+
+async def pending_events(
+    conn: aiosqlite.Connection, *, up_to_block: int, limit: int
+) -> list[QueuedEvent]:
+    """Pending events at or below ``up_to_block`` in ``(block_number, log_index)`` order."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE status = 'pending' AND block_number <= ?"
+        " ORDER BY block_number, log_index LIMIT ?",
+        (up_to_block, limit),
+    )
+    return [_event(row) for row in rows]
+
+
+async def get_event(conn: aiosqlite.Connection, event_id: int) -> QueuedEvent | None:
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+        )
+    )
+    return _event(rows[0]) if rows else None
+
+
+async def same_tx_logs(conn: aiosqlite.Connection, tx_hash: str) -> list[RawLog]:
+    """Every queued, not removed log of one transaction (to find a ClearV2's AfterClear)."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE tx_hash = ? AND status != 'removed'"
+        " ORDER BY log_index",
+        (tx_hash,),
+    )
+    return [_event(row).raw for row in rows]
+
+
+async def mark_processed_in_txn(
+    conn: aiosqlite.Connection, marks: Sequence[tuple[int, bool]]
+) -> None:
+    """Mark events processed: ``(event_id, is_ours)`` pairs."""
+    if not marks:
+        return
+    now = now_text()
+    await conn.executemany(
+        "UPDATE events SET status = 'processed', is_ours = ?, reason = NULL, updated_at = ?"
+        " WHERE id = ?",
+        [(int(ours), now, event_id) for event_id, ours in marks],
+    )
+
+
+async def mark_failed_in_txn(
+    conn: aiosqlite.Connection, event_id: int, reason: str, *, is_ours: bool | None
+) -> None:
+    """Mark an event failed with its reason; ``is_ours=None`` when the owner could not be read."""
+    await conn.execute(
+        "UPDATE events SET status = 'failed', reason = ?, attempts = attempts + 1,"
+        " is_ours = ?, updated_at = ? WHERE id = ?",
+        (reason, None if is_ours is None else int(is_ours), now_text(), event_id),
+    )
+
+
+async def retry_failed(conn: aiosqlite.Connection, event_id: int | None = None) -> int:
+    """Failed events (one or all) back to pending; returns how many. Own transaction."""
+    where, params = "status = 'failed'", list[int]()
+    if event_id is not None:
+        where, params = "status = 'failed' AND id = ?", [event_id]
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = await conn.execute(
+            f"UPDATE events SET status = 'pending', updated_at = ? WHERE {where}",
+            (now_text(), *params),
+        )
+        count = cursor.rowcount
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    return count
+
+
+async def get_checkpoint(conn: aiosqlite.Connection) -> Checkpoint | None:
+    rows = list(await conn.execute_fetchall("SELECT block_number, block_hash FROM checkpoint"))
+    return Checkpoint(int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+async def set_checkpoint(conn: aiosqlite.Connection, block_number: int, block_hash: str) -> None:
+    """Record the checkpoint (own transaction). Moving it backwards is the reorg handling's call."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.execute(
+            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET block_number = excluded.block_number,"
+            " block_hash = excluded.block_hash, updated_at = excluded.updated_at",
+            (block_number, block_hash, now_text()),
+        )
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+
+
+async def status_counts(conn: aiosqlite.Connection) -> dict[str, int]:
+    rows = await conn.execute_fetchall("SELECT status, COUNT(*) FROM events GROUP BY status")
+    counts = {status.value: 0 for status in EventStatus}
+    counts.update({str(s): int(n) for s, n in rows})
+    return counts

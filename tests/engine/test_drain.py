@@ -1,0 +1,211 @@
+"""The drain end to end through a real database with the dry-run broker (SPEC §4 examples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine_kit import SERVED, Enqueue, FakeChain, Fills, OpenEngine, dump, fast_options, rows
+
+from bot.broker.dry_run import DryRunBroker
+from bot.core.tokens import DEFAULT_RULES
+from bot.devnet.synthetic import hash_of
+from bot.engine import Engine
+from bot.store import queries, queue
+from bot.store.connection import connect
+
+
+async def test_worked_example_sells_03_05_04_give_one_buy_of_1(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    engine = await open_engine()
+    iid = engine.meta.instance_id
+    await enqueue([fills.sell("0.3", "200"), fills.sell("0.5", "210"), fills.sell("0.4", "220")])
+    await engine.start()
+    stats = await engine.drain(up_to_block=3)
+    assert (stats.events, stats.ours, stats.trades, stats.executions, stats.failed) == (
+        3,
+        3,
+        3,
+        1,
+        0,
+    )
+
+    tables = dump(db_path)
+    assert [t[6:] for t in tables["trades"]] == [
+        ("AAPL", "0.3", "SELL", "200", "60"),
+        ("AAPL", "0.5", "SELL", "210", "105"),
+        ("AAPL", "0.4", "SELL", "220", "88"),
+    ]
+    assert tables["executions"] == [
+        (1, "AAPL", "BUY", 1, f"bot-{iid}-1", "FILLED", f"dry-bot-{iid}-1", "1", "209", None)
+    ]
+    # (0.3*200 + 0.5*210 + 0.2*220) / 1 = 209: the link-weighted mean is the dry-run fill price
+    assert tables["links"] == [(1, 1, "0.3", 0), (1, 2, "0.5", 1), (1, 3, "0.2", 2)]
+    assert tables["lots"] == [
+        (1, "AAPL", "SELL", "0.3", "200", "0", "0.3", 0),
+        (2, "AAPL", "SELL", "0.5", "210", "0", "0.5", 0),
+        (3, "AAPL", "SELL", "0.4", "220", "0", "0.2", 1),
+    ]
+    assert tables["positions"] == [("AAPL", "-1.2", "1", "0", 0, 0)]
+    assert tables["events"] == [
+        (1, "processed", 1, None, 0),
+        (2, "processed", 1, None, 0),
+        (3, "processed", 1, None, 0),
+    ]
+
+    status = queries.status(db_path)
+    assert status["idle"] is True
+    assert status["queue"] == {
+        "pending": 0,
+        "processed": 3,
+        "removed": 0,
+        "failed": 0,
+        "skipped": 0,
+    }
+    assert status["positions"] == [
+        {
+            "ticker": "AAPL",
+            "onchain_net_shares": "-1.2",
+            "hedged_shares": "1",
+            "in_flight_shares": "0",
+            "unhedged_shares": "-0.2",
+            "parked": False,
+            "consecutive_rejections": 0,
+        }
+    ]
+    assert [
+        {k: e[k] for k in ("id", "ticker", "direction", "shares", "filled_shares", "status")}
+        for e in status["executions"]
+    ] == [
+        {
+            "id": 1,
+            "ticker": "AAPL",
+            "direction": "BUY",
+            "shares": "1",
+            "filled_shares": "1",
+            "status": "FILLED",
+        }
+    ]
+    assert status["paused_reasons"] == []
+    assert [t["shares"] for t in queries.trades(db_path)] == ["0.3", "0.5", "0.4"]
+    assert [e["avg_price"] for e in queries.executions(db_path)] == ["209"]
+
+
+async def test_netting_example_links_the_oldest_open_lots(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    engine = await open_engine()
+    await enqueue(
+        [
+            fills.sell("0.3", "200"),
+            fills.buy("0.2", "205"),
+            fills.sell("0.5", "210"),
+            fills.sell("0.4", "220"),
+        ]
+    )
+    await engine.start()
+    await engine.drain(up_to_block=4)
+    tables = dump(db_path)
+    assert [(e[2], e[3], e[5], e[7], e[8]) for e in tables["executions"]] == [
+        ("BUY", 1, "FILLED", "1", "213")  # (0.1*200 + 0.5*210 + 0.4*220) / 1
+    ]
+    assert tables["links"] == [(1, 1, "0.1", 0), (1, 3, "0.5", 1), (1, 4, "0.4", 2)]
+    assert tables["lots"] == [
+        (1, "AAPL", "SELL", "0.3", "200", "0.2", "0.1", 0),  # the BUY closed 0.2 of it
+        (3, "AAPL", "SELL", "0.5", "210", "0", "0.5", 0),
+        (4, "AAPL", "SELL", "0.4", "220", "0", "0.4", 0),
+    ]
+    assert tables["positions"] == [("AAPL", "-1", "1", "0", 0, 0)]
+
+
+async def test_processing_the_same_events_twice_changes_nothing(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    logs = [fills.sell("0.3", "200"), fills.sell("0.5", "210"), fills.sell("0.4", "220")]
+    engine = await open_engine()
+    await enqueue(logs)
+    await engine.start()
+    await engine.drain(up_to_block=3)
+    before = dump(db_path)
+
+    assert (await enqueue(logs)).inserted == 0
+    assert (await engine.drain(up_to_block=3)).events == 0
+    await engine.close()
+    restarted = await open_engine()  # a restart: start() and drain again
+    await restarted.start()
+    assert (await restarted.drain(up_to_block=3)).events == 0
+    assert dump(db_path) == before
+
+
+async def test_the_same_events_give_the_same_hedges_in_another_database(
+    open_engine: OpenEngine, enqueue: Enqueue, tmp_path: Path, db_path: Path
+) -> None:
+    logs = []
+    sequence = Fills()
+    for i in range(30):
+        price = str(100 + i)
+        logs.append(sequence.sell("0.37", price) if i % 3 else sequence.buy("0.11", price))
+    engine = await open_engine()
+    await enqueue(logs)
+    await engine.drain(up_to_block=30)
+    first = dump(db_path)
+
+    other_path = tmp_path / "other.db"
+    other = await Engine.open(
+        other_path,
+        SERVED,
+        broker=DryRunBroker(),
+        chain=FakeChain(),
+        rules=DEFAULT_RULES,
+        options=fast_options(batch_size=7),  # batching must not change the outcome
+    )
+    conn = await connect(other_path)
+    await queue.enqueue(conn, logs)
+    await conn.close()
+    await other.drain(up_to_block=30)
+    await other.close()
+    second = dump(other_path)
+
+    def strip_ids(table: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        return [(e[0], e[1], e[2], e[3], e[5], e[7], e[8]) for e in table]
+
+    assert len(first["executions"]) == 6  # net -6.3: 20 sells of 0.37, 10 buys of 0.11
+    assert strip_ids(first["executions"]) == strip_ids(second["executions"])
+    for table in ("trades", "lots", "positions", "links"):
+        assert first[table] == second[table], table
+
+
+async def test_events_above_the_bound_wait(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    engine = await open_engine()
+    await enqueue([fills.sell("0.6", "200"), fills.sell("0.6", "200")])
+    assert (await engine.drain(up_to_block=1)).events == 1
+    assert rows(db_path, "SELECT COUNT(*) FROM executions") == [(0,)]
+    assert (await engine.drain(up_to_block=2)).executions == 1
+
+
+async def test_not_ours_and_non_equity_pairs(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    from engine_kit import OTHER_OWNER
+
+    from bot.devnet.synthetic import OWNER, USDC, WETH, At, make_io, make_order, take_order_log
+
+    engine = await open_engine()
+    weth_pair = take_order_log(
+        make_order(OWNER, [make_io(USDC)], [make_io(WETH)]),
+        input=10**18,
+        output=3_000_000,
+        at=At(block_number=50),
+    )
+    await enqueue([fills.sell("5", "200", owner=OTHER_OWNER), weth_pair])
+    stats = await engine.drain(up_to_block=100)
+    assert (stats.events, stats.ours, stats.trades) == (2, 1, 0)
+    assert rows(db_path, "SELECT status, is_ours FROM events ORDER BY id") == [
+        ("processed", 0),
+        ("processed", 1),
+    ]
+    (skipped,) = dump(db_path)["skipped"]
+    assert skipped[:3] == (hash_of("tx", 50, 0), 0, "take")
+    assert "not an equity/stablecoin pair" in skipped[3]
