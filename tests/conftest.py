@@ -7,35 +7,19 @@ When a test using anvil fails, the tail of anvil's log is attached to its report
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bot.devnet.anvil import AnvilProcess
-from bot.devnet.deploy import Deployment, deploy
+from bot.devnet.deploy import deploy
 from bot.devnet.rpc import JsonRpcClient
+from tests.support.chain import Chain
 
 _ANVILS = pytest.StashKey[list[AnvilProcess]]()
 _SESSION_ANVILS: list[AnvilProcess] = []
 _SESSION_FIXTURES = {"anvil_session", "session_chain"}
 
-
-@dataclass(frozen=True)
-class Chain:
-    """A running anvil with the test contracts deployed, and an RPC client to it."""
-
-    anvil: AnvilProcess
-    rpc: JsonRpcClient
-    deployment: Deployment
-
-    @property
-    def http_url(self) -> str:
-        return self.anvil.http_url
-
-    @property
-    def ws_url(self) -> str:
-        return self.anvil.ws_url
 
 
 def _attach(request: pytest.FixtureRequest, anvil: AnvilProcess) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from eth_utils.address import to_checksum_address
 
 from bot.core.heads import Head
 from bot.core.model import RawLog
+
+# ~90 µs a call (keccak) was 80% of the backfill's CPU; a log stream has a handful of addresses
+_checksum = lru_cache(maxsize=256)(to_checksum_address)
 
 
 class MalformedAnswer(ValueError):
@@ -42,7 +46,7 @@ def parse_log(obj: Any) -> RawLog:
         tx_hash=_hash(obj, "transactionHash"),
         tx_index=_quantity(obj, "transactionIndex"),
         log_index=_quantity(obj, "logIndex"),
-        address=to_checksum_address(str(obj.get("address"))),
+        address=_checksum(str(obj.get("address"))),
         topic0=str(topics[0]).lower() if topics else "",
         data=bytes.fromhex(data[2:]),
         removed=bool(obj.get("removed", False)),

@@ -61,7 +61,12 @@ class WsConnection:
     async def open(cls, url: str, *, timeout_s: float = 10.0) -> WsConnection:
         try:
             socket = await websockets.connect(
-                url, open_timeout=timeout_s, max_size=None, ping_interval=20, ping_timeout=20
+                url,
+                open_timeout=timeout_s,
+                max_size=None,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=1,  # a stream we close as dead must not hold the reconnect 10 s
             )
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise ConnectionLost(f"cannot connect to {redact_url(url)}: {exc}") from None

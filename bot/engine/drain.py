@@ -28,6 +28,7 @@ from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
 from bot.engine import broker_calls
 from bot.engine.broker_calls import BrokerOutcome
+from bot.engine.compensation import book_compensations_in_txn
 from bot.engine.prepare import Prepared, Preparer, RetryPolicy
 from bot.store import ledger, queue
 from bot.store.connection import ServedChain, StoreMeta, open_database
@@ -205,6 +206,8 @@ class Engine:
                 await self._resolve_one(execution.id)
         await self._begin()
         try:
+            # reorged events first: their compensations precede anything still pending (§7)
+            self._recheck.update(await book_compensations_in_txn(self._conn, self._acc))
             created = self._recheck_tickers()
             await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
             await self._conn.execute("COMMIT")

@@ -149,7 +149,13 @@ class Backfill:
         def next_window() -> BlockRange | None:
             nonlocal next_start
             if pending:
-                return pending.pop(0)
+                # a remainder queued before a cap was learned may exceed it: trim it now
+                window = pending.pop(0)
+                first = window.head(self._policy.limit())
+                rest = window.after(first)
+                if rest is not None:
+                    pending.insert(0, rest)
+                return first
             if next_start > whole.end:
                 return None
             window = self._policy.window(next_start, whole.end)

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import Chain
+from tests.support.chain import Chain
 
 from bot.config import load_settings
 from bot.devnet.cli import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Chain
+from tests.support.chain import Chain
 from eth_utils.crypto import keccak
 
 from bot.devnet.contracts import orderbook_artifact, token_artifact

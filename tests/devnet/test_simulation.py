@@ -6,7 +6,7 @@ import threading
 import time
 from decimal import Decimal
 
-from conftest import Chain
+from tests.support.chain import Chain
 
 from bot.core import amounts
 from bot.devnet.deploy import Deployment, balance_of

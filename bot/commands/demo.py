@@ -1,0 +1,115 @@
+"""``bot demo``: a local devnet with continuous simulated fills, and the bot hedging them live.
+
+Everything runs on embedded defaults: anvil on a free port, the test contracts, a config and an
+SQLite database under ``.devnet/``, and the dry-run broker. A status view is printed every few
+seconds; the hedges are also logged as they happen. Ctrl-C (or ``--duration``) stops it, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from bot.commands.service import run_until_stopped
+from bot.config import LoadedConfig, load
+from bot.core import amounts
+from bot.devnet.cli import launch_devnet, merge_expected, start_background_simulation
+from bot.devnet.state import DEFAULT_DIR
+from bot.store import queries
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _render(report: dict[str, object], expected: dict[str, Decimal]) -> str:
+    lines = [
+        f"--- status: checkpoint {report['checkpoint_block']}, head {report['head_block']}, "
+        f"idle {str(report['idle']).lower()}, queue {report['queue']}"
+    ]
+    positions = report.get("positions") or []
+    assert isinstance(positions, list)
+    for p in positions:
+        chain = expected.get(p["ticker"])
+        target = "" if chain is None else f" (devnet sent {amounts.to_text(chain)})"
+        lines.append(
+            f"    {p['ticker']:<6} on-chain {p['onchain_net_shares']}{target}, hedged "
+            f"{p['hedged_shares']}, in flight {p['in_flight_shares']}, unhedged "
+            f"{p['unhedged_shares']}{'  PARKED' if p['parked'] else ''}"
+        )
+    executions = report.get("executions") or []
+    assert isinstance(executions, list)
+    for e in executions[-5:]:
+        lines.append(
+            f"    hedge #{e['id']}: {e['direction']} {e['shares']} {e['ticker']} -> "
+            f"{e['status']} ({e['filled_shares']} filled)"
+        )
+    return "\n".join(lines)
+
+
+async def _report(
+    loaded: LoadedConfig, every_s: float, expected: Callable[[], dict[str, Decimal]]
+) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        if not loaded.database_path.exists():
+            continue
+        with contextlib.suppress(Exception):  # the view must never stop the bot
+            report = await asyncio.to_thread(queries.status, loaded.database_path, confirmations=0)
+            print(_render(report, expected()), flush=True)
+
+
+async def _demo_async(
+    loaded: LoadedConfig,
+    duration: float | None,
+    every_s: float,
+    expected: Callable[[], dict[str, Decimal]],
+) -> None:
+    stop = asyncio.Event()
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, stop.set)
+    reporter = asyncio.create_task(_report(loaded, every_s, expected))
+    try:
+        await run_until_stopped(loaded, stop)
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    state_dir: Path = args.dir
+    with launch_devnet(state_dir, fills=args.fills, seed=args.seed) as devnet:
+        print(
+            f"devnet up at {devnet.ws_url}: orderbook {devnet.deployment.orderbook}, our order "
+            f"owner {devnet.deployment.order_owner}; {args.fills} fills before the bot starts, "
+            f"then {args.rate} fills/s. Ctrl-C stops.",
+            flush=True,
+        )
+        simulation = start_background_simulation(devnet, seed=args.seed, rate=args.rate)
+
+        def expected() -> dict[str, Decimal]:
+            return merge_expected(devnet.expected, simulation.snapshot().expected)
+
+        try:
+            loaded = load(devnet.paths.config)
+            asyncio.run(_demo_async(loaded, args.duration, args.every, expected))
+        finally:
+            stats = simulation.stop()
+        print(f"demo stopped: {stats.fills} fills simulated while the bot ran", flush=True)
+        if loaded.database_path.exists():
+            print(_render(queries.status(loaded.database_path, confirmations=0), expected()))
+    return 0
+
+
+def register(command: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+    sub = command(
+        "demo", _demo, "local devnet + simulated fills + the bot hedging them (dry-run broker)"
+    )
+    sub.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state directory (.devnet)")
+    sub.add_argument("--fills", type=int, default=40, help="fills before the bot starts (40)")
+    sub.add_argument("--rate", type=float, default=2.0, help="fills per second after that (2)")
+    sub.add_argument("--seed", type=int, default=1, help="seed of the simulated fills (1)")
+    sub.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sub.add_argument("--every", type=float, default=5.0, help="seconds between status views (5)")

@@ -1,0 +1,264 @@
+"""The queue's side of following the chain (SPEC §6, §7): canonical writes, reconciliation of a
+head, rollback to a fork point, and the checkpoint with the headers it moved over.
+
+It owns its own connection (the writer's), separate from the drain's: every transaction here is
+short, serialised by one asyncio lock, and SQLite (WAL, busy timeout) orders it against the
+drain's. The drain only reads events at or below the checkpoint, which moves here only after
+the block's logs are stored.
+
+Canonical writes: a log fetched from the canonical chain (backfill window, or a head's
+``blockHash``) is stored as is; a queued row with the same ``(tx_hash, log_index)`` that was
+removed is revived (new block, ``inclusion`` + 1, pending); one that sits in another block is
+the trace of a reorg we had not seen: it is removed (flagged for compensation when it was
+processed) and revived in the canonical block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+
+from bot.core.heads import BlockRef, Head
+from bot.core.model import RawLog
+from bot.store.queue import enqueue, now_text
+
+RECENT_BLOCKS_KEPT = 1024
+_CHUNK = 400
+
+_REMOVE = (
+    "UPDATE events SET compensate = CASE WHEN status = 'processed' THEN 1 ELSE compensate END,"
+    " status = 'removed', updated_at = ?"
+)
+
+
+class ChainStore:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        return self._conn
+
+    # ---------------------------------------------------------------- reads
+
+    async def checkpoint(self) -> BlockRef | None:
+        rows = list(
+            await self._conn.execute_fetchall("SELECT block_number, block_hash FROM checkpoint")
+        )
+        return BlockRef(int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    async def known_hash(self, number: int) -> str | None:
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT hash FROM recent_blocks WHERE number = ?", (number,)
+            )
+        )
+        if rows:
+            return str(rows[0][0])
+        checkpoint = await self.checkpoint()
+        if checkpoint is not None and checkpoint.number == number:
+            return checkpoint.hash
+        return None
+
+    # ---------------------------------------------------------------- live hints
+
+    async def store_hint(self, logs: list[RawLog]) -> int:
+        """Logs from the subscription: inserted if new, never changing a queued row (the head
+        reconciliation is the record); ``removed: true`` marks the matching row removed."""
+        removed = [log for log in logs if log.removed]
+        fresh = [log for log in logs if not log.removed]
+        inserted = 0
+        async with self._lock:
+            if fresh:
+                inserted = (await enqueue(self._conn, fresh)).inserted
+            if removed:
+                await self._in_txn(self._mark_removed_logs, removed)
+        return inserted
+
+    async def dead_letter(self, source: str, payload: Any, reason: str) -> None:
+        async with self._lock:
+            await self._in_txn(self._insert_dead_letter, source, payload, reason)
+
+    # ---------------------------------------------------------------- canonical writes
+
+    async def store(self, logs: list[RawLog]) -> int:
+        """Backfill sink: store canonical logs (one transaction); rows newly stored/revived."""
+        if not logs:
+            return 0
+        async with self._lock:
+            result: int = await self._in_txn(self._store_canonical, logs)
+            return result
+
+    async def advance(self, head: Head) -> None:
+        """Backfill sink: every log up to ``head`` is stored; move the checkpoint to it."""
+        async with self._lock:
+            await self._in_txn(self._move_checkpoint, head)
+
+    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
+        async with self._lock:
+            result: int = await self._in_txn(self._reconcile, head, logs)
+            return result
+
+    async def rollback(self, ancestor: BlockRef) -> int:
+        async with self._lock:
+            result: int = await self._in_txn(self._rollback, ancestor)
+            return result
+
+    async def record_head(self, head: Head) -> None:
+        async with self._lock:
+            await self._in_txn(self._record_head, head)
+
+    # ---------------------------------------------------------------- transaction bodies
+
+    async def _in_txn(self, body: Any, *args: Any) -> Any:
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = await body(*args)
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _existing(self, logs: Iterable[RawLog]) -> dict[tuple[str, int], tuple[str, str]]:
+        """(tx_hash, log_index) -> (block_hash, status) of queued rows among ``logs``."""
+        found: dict[tuple[str, int], tuple[str, str]] = {}
+        tx_hashes = sorted({log.tx_hash for log in logs})
+        for start in range(0, len(tx_hashes), _CHUNK):
+            chunk = tx_hashes[start : start + _CHUNK]
+            rows = await self._conn.execute_fetchall(
+                "SELECT tx_hash, log_index, block_hash, status FROM events WHERE tx_hash IN"
+                f" ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update({(str(t), int(i)): (str(h), str(s)) for t, i, h, s in rows})
+        return found
+
+    async def _store_canonical(self, logs: list[RawLog]) -> int:
+        existing = await self._existing(logs)
+        now = now_text()
+        new = [log for log in logs if (log.tx_hash, log.log_index) not in existing]
+        changed = 0
+        for log in logs:
+            known = existing.get((log.tx_hash, log.log_index))
+            if known is None:
+                continue
+            block_hash, status = known
+            if block_hash == log.block_hash and status != "removed":
+                continue  # the same row: backfill and subscription overlap
+            if status != "removed":
+                await self._conn.execute(
+                    f"{_REMOVE} WHERE tx_hash = ? AND log_index = ?",
+                    (now, log.tx_hash, log.log_index),
+                )
+            # revive in the canonical block: a new inclusion, processed again from scratch
+            await self._conn.execute(
+                "UPDATE events SET status = 'pending', inclusion = inclusion + 1,"
+                " block_number = ?, block_hash = ?, tx_index = ?, topic0 = ?, data = ?,"
+                " reason = NULL, attempts = 0, is_ours = NULL, updated_at = ?"
+                " WHERE tx_hash = ? AND log_index = ?",
+                (
+                    log.block_number,
+                    log.block_hash,
+                    log.tx_index,
+                    log.topic0,
+                    log.data,
+                    now,
+                    log.tx_hash,
+                    log.log_index,
+                ),
+            )
+            changed += 1
+        before = self._conn.total_changes
+        await self._conn.executemany(
+            "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
+            " topic0, data, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (tx_hash, log_index) DO NOTHING",
+            [
+                (
+                    log.tx_hash,
+                    log.log_index,
+                    log.block_number,
+                    log.block_hash,
+                    log.tx_index,
+                    log.address,
+                    log.topic0,
+                    log.data,
+                    now,
+                    now,
+                )
+                for log in new
+            ],
+        )
+        return changed + self._conn.total_changes - before
+
+    async def _move_checkpoint(self, head: Head) -> None:
+        now = now_text()
+        await self._conn.execute(
+            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET block_number = excluded.block_number,"
+            " block_hash = excluded.block_hash, updated_at = excluded.updated_at",
+            (head.number, head.hash, now),
+        )
+        await self._conn.execute(
+            "INSERT INTO recent_blocks (number, hash, parent_hash) VALUES (?, ?, ?)"
+            " ON CONFLICT (number) DO UPDATE SET hash = excluded.hash,"
+            " parent_hash = excluded.parent_hash",
+            (head.number, head.hash, head.parent_hash),
+        )
+        await self._conn.execute(
+            "DELETE FROM recent_blocks WHERE number <= ?", (head.number - RECENT_BLOCKS_KEPT,)
+        )
+
+    async def _reconcile(self, head: Head, logs: list[RawLog]) -> int:
+        foreign = [log for log in logs if log.block_hash != head.hash]
+        if foreign:
+            raise ValueError(f"reconcile of block {head.number}: a log of another block hash")
+        await self._conn.execute(
+            f"{_REMOVE} WHERE block_number = ? AND block_hash != ? AND status != 'removed'",
+            (now_text(), head.number, head.hash),
+        )
+        stored = await self._store_canonical(logs)
+        await self._move_checkpoint(head)
+        return stored
+
+    async def _rollback(self, ancestor: BlockRef) -> int:
+        cursor = await self._conn.execute(
+            f"{_REMOVE} WHERE block_number > ? AND status != 'removed'",
+            (now_text(), ancestor.number),
+        )
+        removed = cursor.rowcount
+        await self._conn.execute("DELETE FROM recent_blocks WHERE number > ?", (ancestor.number,))
+        await self._conn.execute(
+            "UPDATE checkpoint SET block_number = ?, block_hash = ?, updated_at = ?",
+            (ancestor.number, ancestor.hash, now_text()),
+        )
+        return removed
+
+    async def _mark_removed_logs(self, logs: list[RawLog]) -> None:
+        now = now_text()
+        for log in logs:
+            await self._conn.execute(
+                f"{_REMOVE} WHERE tx_hash = ? AND log_index = ? AND block_hash = ?"
+                " AND status != 'removed'",
+                (now, log.tx_hash, log.log_index, log.block_hash),
+            )
+
+    async def _insert_dead_letter(self, source: str, payload: Any, reason: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO dead_letters (source, payload, reason, received_at) VALUES (?, ?, ?, ?)",
+            (source, json.dumps(payload, default=str), reason, now_text()),
+        )
+
+    async def _record_head(self, head: Head) -> None:
+        # status reads head_block from meta (the last head `run` received)
+        await self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('head_block', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(head.number),),
+        )

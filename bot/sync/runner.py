@@ -1,0 +1,420 @@
+"""``bot run`` and ``bot backfill``: the whole job (SPEC §1, §6, §7).
+
+run: subscriptions first → cutoff → backfill ``[start, cutoff]`` → drain (hand-off) → live, each
+phase announced by one log line. Every live log is written to the queue the moment it arrives;
+every head is reconciled before the checkpoint moves; the single consumer drains after each
+head. A dropped or silent subscription is reopened and the gap backfilled from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from bot.broker.dry_run import DryRunBroker
+from bot.chain.calls import ChainCalls
+from bot.chain.endpoint import Endpoint
+from bot.chain.subscription import BadMessage, LiveFeed, LiveHead, LiveLog
+from bot.chain.transport import transport_for
+from bot.config import DEVNET_CHAIN_ID, LoadedConfig, redact_url
+from bot.core.abi import ORDERBOOK_TOPICS
+from bot.core.heads import Head
+from bot.core.retry import delay_s
+from bot.core.tokens import SymbolRules
+from bot.engine.drain import Engine, EngineOptions
+from bot.errors import ConfigError, TransientError
+from bot.metrics import Metrics, MetricsServer
+from bot.store.chain_state import ChainStore
+from bot.store.connection import ServedChain, connect
+from bot.store.lock import InstanceLock
+from bot.sync.backfill import Backfill, LogFilter, get_header
+from bot.sync.follower import Follower
+
+HOUSEKEEPING_S = 1.0
+
+
+@dataclass
+class LiveClock:
+    """When live messages arrived, to measure log → committed trade delay."""
+
+    arrivals: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
+    last_head_at: float = field(default_factory=time.monotonic)
+    last_head_number: int = -1
+
+
+class Session:
+    """Everything one ``run``/``backfill`` process holds open, built by :meth:`open`."""
+
+    def __init__(self, loaded: LoadedConfig, metrics: Metrics) -> None:
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.metrics = metrics
+        self.lock = InstanceLock(loaded.database_path)
+        s = self.settings
+        self.endpoint = Endpoint(
+            transport_for(s.chain.rpc_url),
+            breaker_failures=s.rpc.breaker_failures,
+            breaker_reset_s=s.rpc.breaker_reset_s,
+            requests_per_second=s.rpc.requests_per_second,
+            on_call=metrics.rpc_outcome,
+        )
+        self.calls = ChainCalls(self.endpoint)
+        self.log_filter = LogFilter(s.orderbook.address, ORDERBOOK_TOPICS)
+        self.confirmations = 0
+        self.engine: Engine | None = None
+        self.store: ChainStore | None = None
+
+    async def open(self) -> None:
+        self.lock.acquire()
+        s = self.settings
+        chain_id = await self.calls.chain_id()
+        if chain_id != DEVNET_CHAIN_ID and not self.loaded.confirmations_set:
+            raise ConfigError(
+                f"chain id {chain_id} is not a devnet (31337): set live.confirmations in "
+                "config.toml or BOT__LIVE__CONFIRMATIONS (e.g. 12) before running on it"
+            )
+        self.confirmations = s.live.confirmations or 0
+        served = ServedChain(
+            chain_id, s.orderbook.address, s.orderbook.order_owner, s.orderbook.deployment_block
+        )
+        self.engine = await Engine.open(
+            self.loaded.database_path,
+            served,
+            broker=DryRunBroker(),
+            chain=self.calls,
+            rules=SymbolRules(
+                tuple(s.accumulator.stablecoins),
+                tuple(s.accumulator.equity_suffixes),
+                tuple(s.accumulator.equity_prefixes),
+            ),
+            options=EngineOptions(
+                threshold_shares=s.accumulator.threshold_shares,
+                max_rejections=s.broker.max_rejections,
+            ),
+        )
+        self.store = ChainStore(await connect(self.loaded.database_path))
+        retried = await self.engine.start()
+        logger.info(
+            "database {} ready (chain {}, orderbook {}, confirmations {}); {} failed event(s) "
+            "re-queued, in-flight executions resolved",
+            self.loaded.database_path,
+            chain_id,
+            s.orderbook.address,
+            self.confirmations,
+            retried,
+        )
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.close()
+        if self.store is not None:
+            await self.store.connection.close()
+        await self.endpoint.close()
+        self.lock.release()
+
+    def backfill(self) -> Backfill:
+        assert self.store is not None
+        return Backfill(
+            self.endpoint,
+            self.store,
+            self.log_filter,
+            workers=self.settings.backfill.workers,
+            batch_blocks=self.settings.backfill.batch_blocks,
+            near_head_blocks=self.confirmations + 2,
+            metrics=self.metrics,
+        )
+
+    def follower(self) -> Follower:
+        assert self.store is not None
+        return Follower(self.endpoint, self.store, self.log_filter, self.backfill())
+
+    async def verify_checkpoint(self) -> int:
+        """The first block to backfill: after the checkpoint, whose hash is re-checked first
+        (a changed hash is a reorg while we were away: roll back to the fork point)."""
+        assert self.store is not None
+        checkpoint = await self.store.checkpoint()
+        if checkpoint is None:
+            return self.settings.orderbook.deployment_block
+        header = await get_header(self.endpoint, checkpoint.number)
+        if header.hash != checkpoint.hash:
+            logger.warning(
+                "checkpoint block {} changed hash while we were away: reorg", checkpoint.number
+            )
+            await self.follower().on_head(header)
+            checkpoint = await self.store.checkpoint()
+            assert checkpoint is not None
+        return checkpoint.number + 1
+
+    async def drain(self) -> int:
+        """Process what is deep enough; returns the block bound used."""
+        assert self.engine is not None and self.store is not None
+        checkpoint = await self.store.checkpoint()
+        if checkpoint is None:
+            return -1
+        bound = checkpoint.number - self.confirmations
+        stats = await self.engine.drain(bound)
+        self.metrics.events_processed_total.inc(stats.events)
+        return bound
+
+
+async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[str, int]:
+    """``bot backfill [--to M]``: catch up to M (default head - confirmations), process, exit."""
+    session = Session(loaded, Metrics())
+    await session.open()
+    try:
+        head = await session.calls.block_number()
+        end = head - session.confirmations if to_block is None else to_block
+        start = await session.verify_checkpoint()
+        result = await session.backfill().run(start, end, head=head)
+        logger.info(
+            "backfill done: blocks {}-{}, {} events in {:.1f} s",
+            start,
+            end,
+            result.events,
+            result.seconds,
+        )
+        bound = await session.drain()
+        return {"from": start, "to": end, "events": result.events, "processed_up_to": bound}
+    finally:
+        await session.close()
+
+
+class Runner:
+    def __init__(self, loaded: LoadedConfig, stop: asyncio.Event) -> None:
+        self.metrics = Metrics()
+        self.session = Session(loaded, self.metrics)
+        self.settings = loaded.settings
+        self._stop = stop
+        self._clock = LiveClock()
+        self._heads: asyncio.Queue[Head] = asyncio.Queue()
+        self._first_block: asyncio.Future[int] | None = None
+        self._server = MetricsServer(self.metrics, self._health)
+        self.live = False  # in the live phase, a stop request ends the loop after its step
+
+    def _health(self) -> dict[str, object]:
+        age = time.monotonic() - self._clock.last_head_at
+        return {"ok": age < self.settings.live.stale_after_s * 2, "last_head_age_s": round(age, 1)}
+
+    async def run(self) -> None:
+        session = self.session
+        await session.open()
+        await self._server.start(self.settings.metrics.port)
+        try:
+            await self._main()
+        finally:
+            await self._server.stop()
+            await session.close()
+
+    async def _main(self) -> None:
+        session = self.session
+        assert session.store is not None
+        feed = await self._subscribe()
+        hints = asyncio.create_task(self._pump(feed), name="live-hints")
+        watchdog = asyncio.create_task(self._watch(feed), name="stale-watchdog")
+        try:
+            cutoff = await self._cutoff()
+            logger.info("cutoff at block {}", cutoff)
+            start = await session.verify_checkpoint()
+            result = await session.backfill().run(start, cutoff)
+            logger.info(
+                "backfill done: blocks {}-{}, {} events in {:.1f} s",
+                start,
+                cutoff,
+                result.events,
+                result.seconds,
+            )
+            bound = await session.drain()
+            logger.info("hand-off drained up to block {}", bound)
+            logger.info("live: following heads")
+            self.live = True
+            await self._live(feed, hints, watchdog)
+        finally:
+            for task in (hints, watchdog):
+                task.cancel()
+            await asyncio.gather(hints, watchdog, return_exceptions=True)
+            await feed.close()
+
+    async def _subscribe(self) -> LiveFeed:
+        loop = asyncio.get_running_loop()
+        self._first_block = loop.create_future()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await LiveFeed.open(
+                    self.settings.chain.ws_url,
+                    self.settings.orderbook.address,
+                    ORDERBOOK_TOPICS,
+                )
+            except TransientError as exc:
+                wait = delay_s(attempt, base_s=0.5, max_s=30)
+                logger.warning(
+                    "cannot subscribe on {} ({}); retry in {:.1f} s",
+                    redact_url(self.settings.chain.ws_url),
+                    exc,
+                    wait,
+                )
+                await self._sleep_or_stop(wait)
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        if self._stop.is_set():
+            raise asyncio.CancelledError
+
+    async def _cutoff(self) -> int:
+        assert self._first_block is not None
+        timeout = self.settings.live.first_event_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._first_block), timeout)
+        except TimeoutError:
+            head = await self.session.calls.block_number()
+            logger.info("no live event in {} s: cutoff = current head", timeout)
+            return head
+
+    async def _pump(self, feed: LiveFeed) -> None:
+        """Move live messages into the queue at once (logs) or to the follower (heads)."""
+        store = self.session.store
+        assert store is not None
+        while True:
+            message = await feed.next()
+            batch: list[LiveLog] = []
+            while True:
+                if isinstance(message, LiveLog):
+                    batch.append(message)
+                elif isinstance(message, LiveHead):
+                    await self._store_logs(batch)
+                    batch = []
+                    self._on_head(message)
+                else:
+                    await self._store_logs(batch)
+                    batch = []
+                    await self._dead_letter(message)
+                if not feed.backlog():
+                    break
+                message = await feed.next()
+            await self._store_logs(batch)
+
+    async def _store_logs(self, batch: list[LiveLog]) -> None:
+        if not batch:
+            return
+        store = self.session.store
+        assert store is not None
+        inserted = await store.store_hint([item.log for item in batch])
+        self.metrics.events_enqueued_total.labels(source="live").inc(inserted)
+        for item in batch:
+            key = (item.log.tx_hash, item.log.log_index)
+            self._clock.arrivals.setdefault(key, (item.log.block_number, item.received_at))
+        self._first(batch[0].log.block_number)
+
+    def _first(self, block: int) -> None:
+        if self._first_block is not None and not self._first_block.done():
+            self._first_block.set_result(block)
+
+    def _on_head(self, message: LiveHead) -> None:
+        head = message.head
+        self._clock.last_head_at = message.received_at
+        self._clock.last_head_number = max(self._clock.last_head_number, head.number)
+        self._first(head.number)
+        self._heads.put_nowait(head)
+
+    async def _dead_letter(self, message: BadMessage) -> None:
+        store = self.session.store
+        assert store is not None
+        logger.error("undecodable live message kept as a dead letter: {}", message.reason)
+        await store.dead_letter("subscription", message.payload, message.reason)
+
+    async def _watch(self, feed: LiveFeed) -> None:
+        """A subscription silent while the chain advances is treated as dropped (SPEC §7)."""
+        stale_after = self.settings.live.stale_after_s
+        if self._clock.last_head_number < 0:  # no head yet: the chain as we subscribed
+            self._clock.last_head_number = await self.session.calls.block_number()
+        behind_since: float | None = None  # when the chain was first seen past our last head
+        while not feed.closed:
+            await asyncio.sleep(min(5.0, stale_after / 4))
+            head = await self.session.calls.block_number()
+            if head <= self._clock.last_head_number:
+                behind_since = None  # caught up, or a quiet devnet: not stale
+                self._clock.last_head_at = time.monotonic()
+                continue
+            now = time.monotonic()
+            behind_since = now if behind_since is None else behind_since
+            # quiet time before the chain moved does not count (its first block would look
+            # stale for the few ms before its head arrives)
+            silent_s = now - max(behind_since, self._clock.last_head_at)
+            if silent_s >= stale_after:
+                logger.warning(
+                    "no head for {:.0f} s while the chain reached block {}: stale subscription",
+                    silent_s,
+                    head,
+                )
+                await feed.close()
+                return
+
+    async def _live(
+        self, feed: LiveFeed, hints: asyncio.Task[None], watchdog: asyncio.Task[None]
+    ) -> None:
+        session = self.session
+        follower = session.follower()
+        assert session.store is not None
+        while not self._stop.is_set():
+            if hints.done():
+                feed, hints, watchdog = await self._reconnect(feed, hints, watchdog)
+                continue
+            head = await self._next_head()
+            if head is not None:
+                await session.store.record_head(head)
+                await follower.on_head(head)
+            await self._drain_and_measure()
+
+    async def _next_head(self) -> Head | None:
+        if not self._heads.empty():
+            return self._heads.get_nowait()
+        getter = asyncio.ensure_future(self._heads.get())
+        stopper = asyncio.ensure_future(self._stop.wait())
+        done, pending = await asyncio.wait(
+            {getter, stopper}, timeout=HOUSEKEEPING_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        return getter.result() if getter in done else None
+
+    async def _drain_and_measure(self) -> None:
+        bound = await self.session.drain()
+        now = time.monotonic()
+        done = [key for key, (block, _at) in self._clock.arrivals.items() if block <= bound]
+        for key in done:
+            _block, arrived = self._clock.arrivals.pop(key)
+            self.metrics.live_log_to_trade_seconds.observe(now - arrived)
+        checkpoint = await self.session.store.checkpoint() if self.session.store else None
+        if checkpoint is not None:
+            self.metrics.head_lag_blocks.set(
+                max(0, self._clock.last_head_number - checkpoint.number)
+            )
+
+    async def _reconnect(
+        self, feed: LiveFeed, hints: asyncio.Task[None], watchdog: asyncio.Task[None]
+    ) -> tuple[LiveFeed, asyncio.Task[None], asyncio.Task[None]]:
+        reason = hints.exception() if not hints.cancelled() else None
+        logger.warning("subscription lost ({}); reconnecting", reason)
+        watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)
+        await feed.close()
+        self.metrics.subscription_reconnects_total.inc()
+        if reason is not None and not isinstance(reason, TransientError):
+            raise reason
+        feed = await self._subscribe()
+        hints = asyncio.create_task(self._pump(feed), name="live-hints")
+        watchdog = asyncio.create_task(self._watch(feed), name="stale-watchdog")
+        # every block after this one comes with a head on the new subscription
+        head = await self.session.calls.block_number()
+        start = await self.session.verify_checkpoint()
+        if head >= start:
+            logger.info("backfilling the gap {}-{} after the reconnect", start, head)
+            await self.session.backfill().run(start, head)
+        await self._drain_and_measure()
+        return feed, hints, watchdog

@@ -1,0 +1,44 @@
+"""`bot run` end to end on a real anvil: fills before the start and while live, exactly once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from bot.devnet.plan import expected_net, make_plan
+from bot.devnet.simulate import run_plan
+from tests.support.chain import Chain
+from tests.support.botproc import BotProcess, wait_caught_up, write_config
+
+
+def positions(report: dict[str, object]) -> dict[str, Decimal]:
+    rows = report["positions"]
+    assert isinstance(rows, list)
+    return {row["ticker"]: Decimal(row["onchain_net_shares"]) for row in rows}
+
+
+def test_fills_before_start_and_while_live_are_booked_once(chain: Chain, tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    config = write_config(
+        tmp_path / "bot.toml", chain.deployment, ws_url=chain.ws_url, database=database
+    )
+    before = make_plan(seed=11, fills=60)
+    run_plan(chain.rpc, chain.deployment, before)
+    bot = BotProcess(config).start()
+    try:
+        bot.wait_for_log("live: following heads")
+        head = int(chain.rpc.call("eth_blockNumber", []), 16)
+        wait_caught_up(database, head, bot=bot)
+        during = make_plan(seed=12, fills=40)
+        run_plan(chain.rpc, chain.deployment, during)
+        head = int(chain.rpc.call("eth_blockNumber", []), 16)
+        report = wait_caught_up(database, head, bot=bot)
+    finally:
+        code = bot.stop()
+    assert code == 0, bot.log_tail()
+    expected = {k: v for k, v in expected_net([*before, *during]).items() if v != 0}
+    got = {k: v for k, v in positions(report).items() if v != 0}
+    assert got == expected
+    assert report["idle"] is True
+    for row in report["positions"]:
+        assert abs(Decimal(row["unhedged_shares"])) < 1
