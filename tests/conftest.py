@@ -21,7 +21,6 @@ _SESSION_ANVILS: list[AnvilProcess] = []
 _SESSION_FIXTURES = {"anvil_session", "session_chain"}
 
 
-
 def _attach(request: pytest.FixtureRequest, anvil: AnvilProcess) -> None:
     request.node.stash.setdefault(_ANVILS, []).append(anvil)
 

@@ -9,7 +9,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from tests.support.chain import Chain
 
 from bot.config import load_settings
 from bot.devnet.cli import main
@@ -17,6 +16,7 @@ from bot.devnet.deploy import Deployment
 from bot.devnet.plan import expected_net, make_plan
 from bot.devnet.rpc import DevnetError, JsonRpcClient
 from bot.devnet.state import expected_to_json, read_expected
+from tests.support.chain import Chain
 
 ROOT = Path(__file__).resolve().parents[2]
 

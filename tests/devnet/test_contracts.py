@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.chain import Chain
 from eth_utils.crypto import keccak
 
 from bot.devnet.contracts import orderbook_artifact, token_artifact
@@ -14,6 +13,7 @@ from bot.devnet.plan import PlannedTx
 from bot.devnet.rpc import RpcError, TransactionFailedError, TxSender
 from bot.devnet.simulate import encode_tx, run_plan
 from devnet.helpers import SIGNATURES, SPEC_TOPICS, clear, decode_event, take
+from tests.support.chain import Chain
 
 E18 = 10**18
 

@@ -6,13 +6,12 @@ import threading
 import time
 from decimal import Decimal
 
-from tests.support.chain import Chain
-
 from bot.core import amounts
 from bot.devnet.deploy import Deployment, balance_of
 from bot.devnet.plan import EQUITIES, count_fills, expected_net, make_plan, ticker_of
 from bot.devnet.rpc import DevnetError, TransactionFailedError
 from bot.devnet.simulate import BackgroundSimulation, run_plan, simulate_continuously
+from tests.support.chain import Chain
 
 
 def _equity_balances(chain: Chain, owner: str | None = None) -> dict[str, int]:

@@ -17,8 +17,8 @@ from bot.core.amounts import from_base_units
 from bot.devnet.deploy import balance_of
 from bot.devnet.plan import make_plan, ticker_of
 from bot.devnet.simulate import run_plan
-from tests.support.chain import Chain
 from tests.support.botproc import BotProcess, status, wait_caught_up, wait_for, write_config
+from tests.support.chain import Chain
 from tests.support.proxies import WsProxy
 
 

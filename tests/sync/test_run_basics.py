@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bot.devnet.plan import expected_net, make_plan
 from bot.devnet.simulate import run_plan
-from tests.support.chain import Chain
 from tests.support.botproc import BotProcess, wait_caught_up, write_config
+from tests.support.chain import Chain
 
 
 def positions(report: dict[str, object]) -> dict[str, Decimal]:
