@@ -11,7 +11,12 @@ from eth_abi.abi import decode as abi_decode
 from bot.chain.endpoint import Endpoint, Lane
 from bot.chain.parse import MalformedAnswer, parse_log
 from bot.core.model import RawLog, TokenInfo
-from bot.errors import TransientError
+from bot.errors import EventProcessingError, TransientError
+
+
+class NotATokenError(EventProcessingError):
+    """The address has no ERC-20 ``symbol()``/``decimals()``: retrying will not help."""
+
 
 SYMBOL_SELECTOR = "0x95d89b41"
 DECIMALS_SELECTOR = "0x313ce567"
@@ -53,7 +58,7 @@ class ChainCalls:
         symbol_raw = await self._eth_call(address, SYMBOL_SELECTOR)
         decimals_raw = await self._eth_call(address, DECIMALS_SELECTOR)
         if not symbol_raw or len(decimals_raw) < 32:
-            raise TransientError(f"token {address} answered no symbol()/decimals()")
+            raise NotATokenError(f"{address} answered no symbol()/decimals(): not an ERC-20")
         (decimals,) = abi_decode(["uint8"], decimals_raw[:32])
         return TokenInfo(address, decode_symbol(symbol_raw), int(decimals))
 

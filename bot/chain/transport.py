@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from bot.chain.ws import ConnectionLost, RpcError, WsConnection
+from bot.chain.ws import ConnectionLost, RpcError, RpcUnavailableError, WsConnection
 from bot.config import redact_url
 from bot.errors import TransientError
 
@@ -70,9 +70,9 @@ class HttpTransport:
             raise TransientError(f"{method} to {where} failed: {exc}") from None
         if status != 200:
             text = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
-            error = RpcError(text, code=None, http_status=status)
-            error.retry_after_s = retry_after
-            raise error
+            if status == 429 or status >= 500:
+                raise RpcUnavailableError(text, http_status=status, retry_after_s=retry_after)
+            raise RpcError(text, code=None, http_status=status)
         try:
             answer = json.loads(body)
         except ValueError:

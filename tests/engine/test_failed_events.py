@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from engine_kit import Enqueue, FakeChain, Fills, OpenEngine, rows
 
-from bot.chain.rpc import RpcError
+from bot.chain.ws import RpcError
 from bot.core.abi import TOPIC_TAKE_ORDER_V2
 from bot.core.accumulator import Accumulator
 from bot.core.model import RawLog, Trade
@@ -38,7 +38,7 @@ class MissingTokenChain(FakeChain):
     async def token_info(self, address: str):  # type: ignore[no-untyped-def]
         if address == self.missing:
             self.token_calls.append(address)
-            raise RpcError("eth_call", -32000, "execution reverted")
+            raise RpcError("eth_call: execution reverted", code=-32000)
         return await super().token_info(address)
 
 
@@ -82,7 +82,7 @@ async def test_unknown_token_fails_then_retry_books_it(
         db_path, "SELECT status, is_ours, reason, attempts FROM events"
     )
     assert (status, is_ours, attempts) == ("failed", 1, 1)
-    assert reason == f"unknown token {AAPL}: eth_call: RPC error -32000: execution reverted"
+    assert reason == f"unknown token {AAPL}: eth_call: execution reverted"
     assert chain.token_calls.count(AAPL) == 1  # not transient: no retries
     assert "of our order failed" in queries.pause_reasons(db_path)[0]
 
