@@ -24,7 +24,7 @@ import aiosqlite
 
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
-from bot.store.queue import enqueue, now_text
+from bot.store.queue import enqueue, insert_new_in_txn, now_text
 
 RECENT_BLOCKS_KEPT = 1024
 _CHUNK = 400
@@ -174,28 +174,7 @@ class ChainStore:
                 ),
             )
             changed += 1
-        before = self._conn.total_changes
-        await self._conn.executemany(
-            "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
-            " topic0, data, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (tx_hash, log_index) DO NOTHING",
-            [
-                (
-                    log.tx_hash,
-                    log.log_index,
-                    log.block_number,
-                    log.block_hash,
-                    log.tx_index,
-                    log.address,
-                    log.topic0,
-                    log.data,
-                    now,
-                    now,
-                )
-                for log in new
-            ],
-        )
-        return changed + self._conn.total_changes - before
+        return changed + await insert_new_in_txn(self._conn, new, now)
 
     async def _move_checkpoint(self, head: Head) -> None:
         now = now_text()

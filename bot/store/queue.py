@@ -92,28 +92,7 @@ async def enqueue(conn: aiosqlite.Connection, logs: Iterable[RawLog]) -> Enqueue
     now = now_text()
     await conn.execute("BEGIN IMMEDIATE")
     try:
-        before = conn.total_changes
-        await conn.executemany(
-            "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
-            " topic0, data, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (tx_hash, log_index) DO NOTHING",
-            [
-                (
-                    log.tx_hash,
-                    log.log_index,
-                    log.block_number,
-                    log.block_hash,
-                    log.tx_index,
-                    log.address,
-                    log.topic0,
-                    log.data,
-                    now,
-                    now,
-                )
-                for log in live
-            ],
-        )
-        inserted = conn.total_changes - before
+        inserted = await insert_new_in_txn(conn, live, now)
         sightings = list(removed)
         if inserted < len(live):
             sightings += await _moved_logs(conn, live)
@@ -124,6 +103,32 @@ async def enqueue(conn: aiosqlite.Connection, logs: Iterable[RawLog]) -> Enqueue
         await conn.execute("ROLLBACK")
         raise
     return EnqueueResult(inserted, len(live) - inserted, len(sightings))
+
+
+async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], now: str) -> int:
+    """Insert the logs not queued yet (pending); returns how many were new."""
+    before = conn.total_changes
+    await conn.executemany(
+        "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
+        " topic0, data, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (tx_hash, log_index) DO NOTHING",
+        [
+            (
+                log.tx_hash,
+                log.log_index,
+                log.block_number,
+                log.block_hash,
+                log.tx_index,
+                log.address,
+                log.topic0,
+                log.data,
+                now,
+                now,
+            )
+            for log in logs
+        ],
+    )
+    return conn.total_changes - before
 
 
 async def _moved_logs(conn: aiosqlite.Connection, logs: list[RawLog]) -> list[RawLog]:
