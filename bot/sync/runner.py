@@ -67,6 +67,7 @@ class Session:
         self.confirmations = 0
         self.engine: Engine | None = None
         self.store: ChainStore | None = None
+        self._executions_seen: dict[str, int] = {}
 
     async def open(self) -> None:
         self.lock.acquire()
@@ -158,7 +159,37 @@ class Session:
         bound = checkpoint.number - self.confirmations
         stats = await self.engine.drain(bound)
         self.metrics.events_processed_total.inc(stats.events)
+        await self._observe_store()
         return bound
+
+    async def _observe_store(self) -> None:
+        """queue_depth and executions_total{status} from the database (terminal counts only
+        grow, so their increase is the counter's)."""
+        assert self.store is not None
+        conn = self.store.connection
+        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM events WHERE status = 'pending'")
+        self.metrics.queue_depth.set(int(str(next(iter(rows))[0])))
+        counts = await conn.execute_fetchall(
+            "SELECT status, COUNT(*) FROM executions GROUP BY status"
+        )
+        for status, count in counts:
+            seen = self._executions_seen.get(str(status), 0)
+            if int(str(count)) > seen:
+                self.metrics.executions_total.labels(status=str(status)).inc(int(str(count)) - seen)
+                self._executions_seen[str(status)] = int(str(count))
+
+    async def run_backfill(self, start: int, end: int, *, head: int | None = None) -> int:
+        """Backfill ``start..end``; returns the events fetched."""
+        result = await self.backfill().run(start, end, head=head)
+        self.metrics.events_enqueued_total.labels(source="backfill").inc(result.stored)
+        logger.info(
+            "backfill done: blocks {}-{}, {} events in {:.1f} s",
+            start,
+            end,
+            result.events,
+            result.seconds,
+        )
+        return result.events
 
 
 async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[str, int]:
@@ -169,16 +200,9 @@ async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[s
         head = await session.calls.block_number()
         end = head - session.confirmations if to_block is None else to_block
         start = await session.verify_checkpoint()
-        result = await session.backfill().run(start, end, head=head)
-        logger.info(
-            "backfill done: blocks {}-{}, {} events in {:.1f} s",
-            start,
-            end,
-            result.events,
-            result.seconds,
-        )
+        events = await session.run_backfill(start, end, head=head)
         bound = await session.drain()
-        return {"from": start, "to": end, "events": result.events, "processed_up_to": bound}
+        return {"from": start, "to": end, "events": events, "processed_up_to": bound}
     finally:
         await session.close()
 
@@ -219,14 +243,7 @@ class Runner:
             cutoff = await self._cutoff()
             logger.info("cutoff at block {}", cutoff)
             start = await session.verify_checkpoint()
-            result = await session.backfill().run(start, cutoff)
-            logger.info(
-                "backfill done: blocks {}-{}, {} events in {:.1f} s",
-                start,
-                cutoff,
-                result.events,
-                result.seconds,
-            )
+            await session.run_backfill(start, cutoff)
             bound = await session.drain()
             logger.info("hand-off drained up to block {}", bound)
             logger.info("live: following heads")
@@ -415,6 +432,6 @@ class Runner:
         start = await self.session.verify_checkpoint()
         if head >= start:
             logger.info("backfilling the gap {}-{} after the reconnect", start, head)
-            await self.session.backfill().run(start, head)
+            await self.session.run_backfill(start, head)
         await self._drain_and_measure()
         return feed, hints, watchdog
