@@ -12,6 +12,8 @@ from decimal import Decimal
 from loguru import logger
 
 from bot.broker.base import Broker, OrderRequest, OrderState
+from bot.core.accumulator import Accumulator
+from bot.core.amounts import ZERO
 from bot.core.lots import Execution
 from bot.core.model import ExecutionStatus
 from bot.errors import BrokerRejected, TransientError
@@ -62,3 +64,43 @@ async def resolve(broker: Broker, execution: Execution, reference_price: Decimal
             execution.broker_order_id,
         )
     return await place(broker, order_request(execution, reference_price))
+
+
+def apply_outcome(accumulator: Accumulator, execution: Execution, outcome: BrokerOutcome) -> bool:
+    """Settle (or mark submitted) ``execution`` from a broker outcome; True when it ended."""
+    if outcome.rejected_reason is not None:
+        accumulator.settle(
+            execution.id,
+            filled=ZERO,
+            avg_price=None,
+            rejected=True,
+            reason=outcome.rejected_reason,
+        )
+        logger.warning("execution {} FAILED: {}", execution.id, outcome.rejected_reason)
+        return True
+    state = outcome.state
+    if state is None:
+        return False
+    if execution.status is ExecutionStatus.PENDING:
+        accumulator.mark_submitted(execution.id, state.broker_order_id)
+    if not state.terminal:
+        return False
+    filled = state.filled_qty
+    reason = None if filled > 0 else f"broker status {state.status}: nothing filled"
+    ended = accumulator.settle(
+        execution.id,
+        filled=filled,
+        avg_price=state.filled_avg_price if filled > 0 else None,
+        rejected=state.rejected,
+        reason=reason,
+    )
+    logger.info(
+        "execution {} {}: {} of {} {} at {}",
+        ended.id,
+        ended.status,
+        ended.filled_shares,
+        ended.shares,
+        ended.ticker,
+        ended.avg_price,
+    )
+    return True

@@ -21,9 +21,7 @@ from loguru import logger
 from bot.broker.base import Broker
 from bot.chain.reader import ChainReader
 from bot.core.accumulator import Accumulator
-from bot.core.amounts import ZERO
 from bot.core.lots import Execution
-from bot.core.model import ExecutionStatus
 from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
 from bot.engine import broker_calls
@@ -336,7 +334,7 @@ class Engine:
             if current is None or current.id != execution.id:
                 created: list[Execution] = []
             else:
-                ended = self._apply_outcome(current, outcome)
+                ended = broker_calls.apply_outcome(self._acc, current, outcome)
                 created = []
                 if ended:
                     self._retry_at.pop(execution.id, None)
@@ -350,44 +348,6 @@ class Engine:
             await self._rollback_and_rebuild()
             raise
         return created
-
-    def _apply_outcome(self, execution: Execution, outcome: BrokerOutcome) -> bool:
-        if outcome.rejected_reason is not None:
-            self._acc.settle(
-                execution.id,
-                filled=ZERO,
-                avg_price=None,
-                rejected=True,
-                reason=outcome.rejected_reason,
-            )
-            logger.warning("execution {} FAILED: {}", execution.id, outcome.rejected_reason)
-            return True
-        state = outcome.state
-        if state is None:
-            return False
-        if execution.status is ExecutionStatus.PENDING:
-            self._acc.mark_submitted(execution.id, state.broker_order_id)
-        if not state.terminal:
-            return False
-        filled = state.filled_qty
-        reason = None if filled > 0 else f"broker status {state.status}: nothing filled"
-        ended = self._acc.settle(
-            execution.id,
-            filled=filled,
-            avg_price=state.filled_avg_price if filled > 0 else None,
-            rejected=state.rejected,
-            reason=reason,
-        )
-        logger.info(
-            "execution {} {}: {} of {} {} at {}",
-            ended.id,
-            ended.status,
-            ended.filled_shares,
-            ended.shares,
-            ended.ticker,
-            ended.avg_price,
-        )
-        return True
 
     def _schedule_retry(self, execution_id: int) -> None:
         attempt = self._retry_at.get(execution_id, (0, 0.0))[0] + 1
