@@ -179,3 +179,12 @@ def test_shipped_config_loads_and_leaves_confirmations_unset() -> None:
     assert not loaded.confirmations_set
     assert "# confirmations = 12" in shipped.read_text()
     assert loaded.settings.broker.kind == "dry-run"
+
+
+def test_run_refuses_a_broker_it_does_not_have(tmp_path: Path) -> None:
+    """Until the Alpaca broker exists, asking for it must stop the bot, not fall back."""
+    write(tmp_path, MINIMAL)
+    result = run_cli("run", cwd=tmp_path, env={"BOT__BROKER__KIND": "alpaca"})
+    assert result.returncode == 3
+    assert "broker.kind = 'alpaca'" in result.stderr
+    assert not (tmp_path / "bot.db").exists()

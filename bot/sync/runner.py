@@ -70,8 +70,14 @@ class Session:
         self._executions_seen: dict[str, int] = {}
 
     async def open(self) -> None:
-        self.lock.acquire()
         s = self.settings
+        if s.broker.kind != "dry-run":
+            # never let an operator believe orders go out when they do not
+            raise ConfigError(
+                f"broker.kind = {s.broker.kind!r}: this version has only the dry-run broker; "
+                'set broker.kind = "dry-run" (the Alpaca broker is not implemented yet)'
+            )
+        self.lock.acquire()
         chain_id = await self.calls.chain_id()
         if chain_id != DEVNET_CHAIN_ID and not self.loaded.confirmations_set:
             raise ConfigError(
