@@ -41,7 +41,7 @@ async def run_until_stopped(loaded: LoadedConfig, stop: asyncio.Event | None = N
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        else:
+        elif not (task.cancelled() and stop.is_set()):  # a stop seen inside a wait is clean
             task.result()
     finally:
         stopper.cancel()

@@ -384,15 +384,28 @@ class Runner:
         session = self.session
         follower = session.follower()
         assert session.store is not None
+        retry: Head | None = None
+        failures = 0
         while not self._stop.is_set():
             if hints.done():
                 feed, hints, watchdog = await self._reconnect(feed, hints, watchdog)
                 continue
-            head = await self._next_head()
-            if head is not None:
-                await session.store.record_head(head)
-                await follower.on_head(head)
-            await self._drain_and_measure()
+            head = retry or await self._next_head()
+            retry = None
+            try:
+                if head is not None:
+                    await session.store.record_head(head)
+                    await follower.on_head(head)
+                await self._drain_and_measure()
+                failures = 0
+            except TransientError as exc:
+                # the node is struggling: keep the head, back off, try it again (a service
+                # that follows the chain must outlive a provider's bad minutes)
+                failures += 1
+                retry = head
+                wait = delay_s(failures, base_s=0.5, max_s=30)
+                logger.warning("live step failed ({}); retrying in {:.1f} s", exc, wait)
+                await self._sleep_or_stop(wait)
 
     async def _next_head(self) -> Head | None:
         if not self._heads.empty():
