@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from copy import copy
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
@@ -18,6 +16,7 @@ from bot.core.accumulator import (
     client_order_id,
 )
 from bot.core.model import Direction, ExecutionStatus, Side, Trade, TradeKind
+from tests.core.persisted_state import PersistedState
 
 D = Decimal
 BUY = Direction.BUY
@@ -72,39 +71,6 @@ def link_map(acc: Accumulator, execution_id: int) -> dict[int, Decimal]:
 
 def open_map(acc: Accumulator, ticker: str = "AAPL") -> dict[int, Decimal]:
     return {lot.trade_id: lot.open for lot in acc.lots(ticker) if lot.open > 0}
-
-
-@dataclass
-class FakeStore:
-    """What the engine persists: every row upserted from ``take_changes()``."""
-
-    lots: dict[int, Lot] = field(default_factory=dict)
-    links: dict[tuple[int, int], Link] = field(default_factory=dict)
-    executions: dict[int, Execution] = field(default_factory=dict)
-    positions: dict[str, Position] = field(default_factory=dict)
-
-    def apply(self, changes: Changes) -> None:
-        self.lots.update(changes.lots)
-        self.links.update(changes.links)
-        self.executions.update(changes.executions)
-        self.positions.update(changes.positions)
-
-    def rebuild(self, *, threshold: int, max_rejections: int, next_id: int) -> Accumulator:
-        in_flight = [e for e in self.executions.values() if e.status.in_flight]
-        in_flight_ids = {e.id for e in in_flight}
-        links = [k for k in self.links.values() if k.execution_id in in_flight_ids]
-        linked_lots = {k.lot_id for k in links}
-        lots = [x for x in self.lots.values() if x.open > 0 or x.trade_id in linked_lots]
-        return Accumulator(
-            threshold=threshold,
-            max_rejections=max_rejections,
-            instance_id=INSTANCE,
-            next_execution_id=next_id,
-            positions=[copy(p) for p in self.positions.values()],
-            lots=[copy(x) for x in reversed(lots)],  # order must not matter
-            executions=[copy(e) for e in in_flight],
-            links=[copy(k) for k in reversed(links)],
-        )
 
 
 # ----------------------------------------------------------------------------- SPEC examples
@@ -650,12 +616,14 @@ def _run(acc: Accumulator, step: tuple[str, tuple[object, ...]]) -> list[object]
 def test_rebuild_from_persisted_state_continues_identically(cut: int) -> None:
     script = _script()
     first = make()
-    store = FakeStore()
+    store = PersistedState()
     for step in script[:cut]:
         for item in _run(first, step):
             if isinstance(item, Changes):
                 store.apply(item)
-    second = store.rebuild(threshold=1, max_rejections=3, next_id=first.next_execution_id)
+    second = store.load(
+        instance_id=INSTANCE, threshold=1, max_rejections=3, next_id=first.next_execution_id
+    )
     assert second.positions() == first.positions()
     assert second.in_flight_executions() == first.in_flight_executions()
     for ticker in ("AAPL", "MSFT"):
@@ -667,22 +635,22 @@ def test_rebuild_from_persisted_state_continues_identically(cut: int) -> None:
 
 def test_rebuild_refuses_inconsistent_state() -> None:
     acc = make()
-    store = FakeStore()
+    store = PersistedState()
     acc.apply_fill(1, trade(SELL, "0.6"))
     acc.apply_fill(2, trade(SELL, "0.6"))
     acc.maybe_hedge("AAPL")
     store.apply(acc.take_changes())
     del store.lots[2]  # a lot the engine forgot to load
     with pytest.raises(ValueError):
-        store.rebuild(threshold=1, max_rejections=3, next_id=2)
+        store.load(instance_id=INSTANCE, threshold=1, max_rejections=3, next_id=2)
     store.apply(acc.take_changes())
     acc2 = make()
     acc2.apply_fill(2, trade(SELL, "0.6"))
     store.lots[2] = acc2.lots("AAPL")[0]  # present but missing its link
     with pytest.raises(ValueError):
-        store.rebuild(threshold=1, max_rejections=3, next_id=2)
+        store.load(instance_id=INSTANCE, threshold=1, max_rejections=3, next_id=2)
     with pytest.raises(ValueError):  # next id not above the in-flight ids
-        FakeStore(
+        PersistedState(
             executions={1: Execution(1, "AAPL", BUY, 1, "x")},
             positions={"AAPL": Position("AAPL", in_flight=D(1))},
-        ).rebuild(threshold=1, max_rejections=3, next_id=1)
+        ).load(instance_id=INSTANCE, threshold=1, max_rejections=3, next_id=1)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from copy import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -11,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import amounts
-from bot.core.accumulator import Accumulator, Changes, Execution, Link, Lot, Position
+from bot.core.accumulator import Accumulator, Changes, Execution
 from bot.core.model import Direction, ExecutionStatus, Side, Trade, TradeKind
+from tests.core.persisted_state import PersistedState
 
 TICKERS = ("AAPL", "MSFT", "TSLA")
 INSTANCE = "fedcba9876543210"
@@ -21,49 +21,6 @@ ZERO = Decimal(0)
 
 def _signed(direction: Direction, value: Decimal) -> Decimal:
     return value if direction is Direction.BUY else amounts.sub(ZERO, value)
-
-
-def _roundtrip(row: Any) -> Any:
-    """A copy as the database gives it back: every Decimal through canonical TEXT."""
-    result = copy(row)
-    for f in fields(row):
-        value = getattr(row, f.name)
-        if isinstance(value, Decimal):
-            setattr(result, f.name, amounts.from_text(amounts.to_text(value)))
-    return result
-
-
-@dataclass
-class Store:
-    """The engine's database, fed only by ``take_changes()``."""
-
-    lots: dict[int, Lot] = field(default_factory=dict)
-    links: dict[tuple[int, int], Link] = field(default_factory=dict)
-    executions: dict[int, Execution] = field(default_factory=dict)
-    positions: dict[str, Position] = field(default_factory=dict)
-
-    def apply(self, changes: Changes) -> None:
-        self.lots.update(changes.lots)
-        self.links.update(changes.links)
-        self.executions.update(changes.executions)
-        self.positions.update(changes.positions)
-
-    def load(self, *, threshold: int, max_rejections: int, next_id: int) -> Accumulator:
-        in_flight = [e for e in self.executions.values() if e.status.in_flight]
-        ids = {e.id for e in in_flight}
-        links = [k for k in self.links.values() if k.execution_id in ids]
-        linked = {k.lot_id for k in links}
-        lots = [x for x in self.lots.values() if x.open > 0 or x.trade_id in linked]
-        return Accumulator(
-            threshold=threshold,
-            max_rejections=max_rejections,
-            instance_id=INSTANCE,
-            next_execution_id=next_id,
-            positions=[_roundtrip(p) for p in self.positions.values()],
-            lots=[_roundtrip(x) for x in reversed(lots)],
-            executions=[_roundtrip(e) for e in in_flight],
-            links=[_roundtrip(k) for k in reversed(links)],
-        )
 
 
 @dataclass
@@ -93,7 +50,7 @@ class Sim:
             instance_id=INSTANCE,
             next_execution_id=1,
         )
-        self.store = Store()
+        self.store = PersistedState()
         self.model = Model()
 
     def clone_from_store(self) -> Sim:
@@ -101,11 +58,12 @@ class Sim:
         twin.threshold = self.threshold
         twin.max_rejections = self.max_rejections
         twin.acc = self.store.load(
+            instance_id=INSTANCE,
             threshold=self.threshold,
             max_rejections=self.max_rejections,
             next_id=self.acc.next_execution_id,
         )
-        twin.store = Store(
+        twin.store = PersistedState(
             dict(self.store.lots),
             dict(self.store.links),
             dict(self.store.executions),
