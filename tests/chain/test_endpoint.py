@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from bot.chain.ws import RpcError
 from bot.core.retry import BreakerState
 from bot.devnet.anvil import AnvilProcess
 from bot.errors import TransientError
+from tests.support.history import wait_until
 from tests.support.proxies import Injection, RecordedCall, RpcProxy, TcpProxy
 
 GET_LOGS = [{"fromBlock": "0x0", "toBlock": "0x0"}]
@@ -53,14 +53,6 @@ class FailingProxy(RpcProxy):
 
 def state(endpoint: Endpoint) -> BreakerState:
     return endpoint.breaker.state
-
-
-async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize("retry_after", ["1", None], ids=["retry-after-1", "no-header"])

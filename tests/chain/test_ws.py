@@ -4,23 +4,14 @@ a dropped socket failing waiting calls, and no deadlock behind a deep notificati
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 
 from bot.chain.ws import ConnectionLost, RpcError, WsConnection
 from bot.devnet.anvil import AnvilProcess
 from bot.devnet.rpc import JsonRpcClient
+from tests.support.history import wait_until
 from tests.support.proxies import TcpProxy
-
-
-async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def mine(anvil: AnvilProcess, blocks: int) -> None:

@@ -11,7 +11,6 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,14 @@ import pytest
 from aiohttp import web
 from loguru import logger
 
-from bot.chain.endpoint import Endpoint
-from bot.chain.transport import HttpTransport
-from bot.core.abi import ORDERBOOK_TOPICS
 from bot.core.heads import Head
 from bot.core.model import RawLog
 from bot.core.ranges import BlockRange
-from bot.devnet.anvil import AnvilProcess
-from bot.devnet.deploy import Deployment, deploy
-from bot.devnet.plan import make_plan
 from bot.devnet.rpc import JsonRpcClient
-from bot.devnet.simulate import run_plan
 from bot.store.chain_state import ChainStore
-from bot.store.connection import ServedChain, open_database
-from bot.sync.backfill import Backfill, BackfillSink, LogFilter
+from bot.sync.backfill import BackfillSink
 from tests.support.botproc import write_config
+from tests.support.history import History, backfill_history, build_history, wait_until
 from tests.support.proxies import RpcProxy
 
 PROGRESS = re.compile(
@@ -41,34 +33,13 @@ PROGRESS = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class History:
-    anvil: AnvilProcess
-    deployment: Deployment
-    head: int
-    events: int
-
-    @property
-    def start(self) -> int:
-        return self.deployment.deployment_block
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     """~650 blocks with fills in four clusters (cheap: anvil_mine is fast near block 0)."""
-    anvil = AnvilProcess(tmp_path_factory.mktemp("engine") / "anvil.log")
-    with anvil, JsonRpcClient(anvil.http_url) as rpc:
-        deployment = deploy(rpc)
-        plan = make_plan(seed=7, fills=48)
-        for index in range(4):
-            run_plan(rpc, deployment, plan[index * len(plan) // 4 : (index + 1) * len(plan) // 4])
-            rpc.call("anvil_mine", [hex(150)])
-        head = int(rpc.call("eth_blockNumber", []), 16)
-        logs = rpc.call(
-            "eth_getLogs",
-            [{"address": deployment.orderbook, "fromBlock": "0x0", "toBlock": hex(head)}],
-        )
-        yield History(anvil, deployment, head, len(logs))
+    with build_history(
+        tmp_path_factory.mktemp("engine") / "anvil.log", seed=7, fills=48, chunks=4, gap_blocks=150
+    ) as built:
+        yield built
 
 
 class CountingProxy(RpcProxy):
@@ -103,37 +74,18 @@ async def run_backfill(
     batch_blocks: int,
     wrap_sink: Callable[[ChainStore], BackfillSink] | None = None,
     on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
-    started: Callable[[], None] | None = None,
 ) -> tuple[int, str] | None:
-    d = history.deployment
-    served = ServedChain(31337, d.orderbook, d.order_owner, d.deployment_block)
-    conn, _meta = await open_database(database, served)
-    store = ChainStore(conn)
-    endpoint = Endpoint(HttpTransport(url))
-    try:
-        await Backfill(
-            endpoint,
-            wrap_sink(store) if wrap_sink else store,
-            LogFilter(d.orderbook, ORDERBOOK_TOPICS),
-            workers=workers,
-            batch_blocks=batch_blocks,
-            on_window=on_window,
-        ).run(history.start, history.head)
-        count = next(iter(await conn.execute_fetchall("SELECT count(*) FROM events")))[0]
-        assert count == history.events
-        checkpoint = await store.checkpoint()
-    finally:
-        await endpoint.close()
-        await conn.close()
-    return (checkpoint.number, checkpoint.hash) if checkpoint else None
-
-
-async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.005)
+    outcome = await backfill_history(
+        history,
+        database,
+        url,
+        workers=workers,
+        batch_blocks=batch_blocks,
+        wrap_sink=wrap_sink,
+        on_window=on_window,
+    )
+    assert len(outcome.rows) == history.events
+    return outcome.checkpoint
 
 
 @pytest.mark.parametrize("workers", [1, 3])

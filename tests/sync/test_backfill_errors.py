@@ -12,30 +12,26 @@ import asyncio
 import functools
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from bot.chain.endpoint import Endpoint
-from bot.chain.transport import HttpTransport
 from bot.core import retry
-from bot.core.abi import ORDERBOOK_TOPICS
 from bot.core.heads import Head
 from bot.core.model import RawLog
 from bot.core.ranges import BlockRange
-from bot.devnet.anvil import AnvilProcess
-from bot.devnet.deploy import Deployment, deploy
-from bot.devnet.plan import make_plan
 from bot.devnet.rpc import JsonRpcClient
-from bot.devnet.simulate import run_plan
 from bot.store.chain_state import ChainStore
-from bot.store.connection import ServedChain, open_database
-from bot.sync.backfill import Backfill, LogFilter
+from tests.support.history import (
+    History,
+    Outcome,
+    backfill_history,
+    build_history,
+    wait_until,
+)
 from tests.support.proxies import Injection, RecordedCall, RpcProxy
 
 CASES: list[dict[str, Any]] = json.loads(
@@ -46,46 +42,19 @@ SMALL_CAP = 1234  # replaces a provider's cap that would not constrain a 2,500-b
 NO_SLEEP_S = 0.1
 FIRST_BACKOFF_S = 0.2  # Endpoint's backoff base: the first retry waits this with jitter pinned
 
-Rows = list[tuple[str, int, int, str]]
-
-
-@dataclass(frozen=True)
-class History:
-    anvil: AnvilProcess
-    deployment: Deployment
-    head: int
-
-    @property
-    def start(self) -> int:
-        return self.deployment.deployment_block
-
-
-@dataclass(frozen=True)
-class Outcome:
-    rows: Rows
-    checkpoint: tuple[int, str] | None
-
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     """~2,600 blocks with fills spread over them (--prune-history halves anvil_mine's cost)."""
-    anvil = AnvilProcess(
-        tmp_path_factory.mktemp("history") / "anvil.log", extra_args=("--prune-history",)
-    )
-    with anvil, JsonRpcClient(anvil.http_url) as rpc:
-        deployment = deploy(rpc)
-        plan = make_plan(seed=41, fills=90)
-        chunks = 6
-        for index in range(chunks):
-            run_plan(
-                rpc,
-                deployment,
-                plan[index * len(plan) // chunks : (index + 1) * len(plan) // chunks],
-            )
-            if index < chunks - 1:
-                rpc.call("anvil_mine", [hex(520)])
-        head = int(rpc.call("eth_blockNumber", []), 16)
-        yield History(anvil, deployment, head)
+    with build_history(
+        tmp_path_factory.mktemp("history") / "anvil.log",
+        seed=41,
+        fills=90,
+        chunks=6,
+        gap_blocks=520,
+        extra_args=("--prune-history",),
+    ) as built:
+        yield built
 
 
 async def run_backfill(
@@ -99,33 +68,15 @@ async def run_backfill(
     on_window: Callable[[BlockRange], Any] | None = None,
     max_backoff_s: float = 0.3,
 ) -> Outcome:
-    """Backfill the whole history through ``url`` into ``database``; the queue and checkpoint."""
-    d = history.deployment
-    served = ServedChain(31337, d.orderbook, d.order_owner, d.deployment_block)
-    conn, _meta = await open_database(database, served)
-    store = ChainStore(conn)
-    endpoint = Endpoint(HttpTransport(url), max_backoff_s=max_backoff_s)
-    try:
-        backfill = Backfill(
-            endpoint,
-            wrap_sink(store) if wrap_sink else store,
-            LogFilter(d.orderbook, ORDERBOOK_TOPICS),
-            workers=workers,
-            batch_blocks=batch_blocks,
-            on_window=on_window,
-        )
-        await backfill.run(history.start, history.head)
-        rows = await conn.execute_fetchall(
-            "SELECT tx_hash, log_index, block_number, block_hash FROM events"
-            " ORDER BY block_number, log_index"
-        )
-        checkpoint = await store.checkpoint()
-    finally:
-        await endpoint.close()
-        await conn.close()
-    return Outcome(
-        [(str(t), int(i), int(n), str(h)) for t, i, n, h in rows],
-        (checkpoint.number, checkpoint.hash) if checkpoint else None,
+    return await backfill_history(
+        history,
+        database,
+        url,
+        workers=workers,
+        batch_blocks=batch_blocks,
+        wrap_sink=wrap_sink,
+        on_window=on_window,
+        max_backoff_s=max_backoff_s,
     )
 
 
@@ -328,14 +279,6 @@ class RecordingSink:
     async def advance(self, head: Head) -> None:
         self.advances.append(head.number)
         await self._store.advance(head)
-
-
-async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_failing_window_is_retried_and_the_checkpoint_never_passes_it(
