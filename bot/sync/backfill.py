@@ -39,6 +39,11 @@ class BackfillSink(Protocol):
         """Move the checkpoint to ``head`` (every log up to it is stored)."""
         ...
 
+    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
+        """Store the logs of block ``head`` fetched by its hash, remove queued rows of that
+        height with another hash, and move the checkpoint to it, atomically."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
@@ -125,8 +130,8 @@ class Backfill:
             logs = await get_logs_by_hash(
                 self._endpoint, self._filter, header.hash, lane=Lane.BACKFILL
             )
-            totals.stored += await self._sink.store(logs)
-            await self._sink.advance(header)
+            # a live hint of this height from a losing fork must not stay pending
+            totals.stored += await self._sink.reconcile(header, logs)
             totals.events += len(logs)
             totals.blocks += 1
             self._metrics.blocks_backfilled_total.inc()

@@ -119,6 +119,11 @@ class GatedSink:
     async def advance(self, head: Head) -> None:
         await self._store.advance(head)
 
+    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
+        await self.gate.wait()
+        self.writes.append(len(logs))
+        return await self._store.reconcile(head, logs)
+
 
 async def test_writer_batches_behind_a_bounded_queue(history: History, tmp_path: Path) -> None:
     workers, batch = 2, 20

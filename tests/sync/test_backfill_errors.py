@@ -280,6 +280,10 @@ class RecordingSink:
         self.advances.append(head.number)
         await self._store.advance(head)
 
+    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
+        self.advances.append(head.number)
+        return await self._store.reconcile(head, logs)
+
 
 async def test_a_failing_window_is_retried_and_the_checkpoint_never_passes_it(
     history: History, clean: Outcome, tmp_path: Path

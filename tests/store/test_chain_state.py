@@ -1,0 +1,134 @@
+"""ChainStore on a real SQLite file: canonical writes, reconciliation, rollback, hints."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.core.heads import BlockRef, Head
+from bot.core.model import RawLog
+from bot.devnet.synthetic import ORDERBOOK, OWNER
+from bot.store.chain_state import ChainStore
+from bot.store.connection import ServedChain, open_database
+
+
+def h(tag: str) -> str:
+    return "0x" + tag.encode().hex().ljust(64, "0")[:64]
+
+
+def log(tx: str, index: int, block: int, block_hash: str, *, removed: bool = False) -> RawLog:
+    return RawLog(block, block_hash, h(tx), 0, index, ORDERBOOK, "0x" + "11" * 32, b"\x01", removed)
+
+
+def head(number: int, tag: str, parent: str = "p") -> Head:
+    return Head(number, h(tag), h(parent))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ChainStore]:
+    conn, _meta = await open_database(tmp_path / "bot.db", ServedChain(31337, ORDERBOOK, OWNER, 0))
+    try:
+        yield ChainStore(conn)
+    finally:
+        await conn.close()
+
+
+def rows(store: ChainStore, db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return list(
+            conn.execute(
+                "SELECT tx_hash, log_index, block_number, block_hash, status, inclusion,"
+                " compensate FROM events ORDER BY tx_hash, log_index"
+            )
+        )
+
+
+async def mark_processed(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET status = 'processed'")
+
+
+async def test_canonical_store_is_idempotent_and_moves_a_row_to_its_new_block(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    db = tmp_path / "bot.db"
+    assert await store.store([log("a", 0, 5, h("X")), log("a", 1, 5, h("X"))]) == 2
+    assert await store.store([log("a", 0, 5, h("X"))]) == 0  # overlap: nothing new
+    await mark_processed(db)
+    # the same log now canonical in another block: removed (owed a compensation), revived
+    assert await store.store([log("a", 0, 6, h("Y"))]) == 1
+    assert rows(store, db) == [
+        (h("a"), 0, 6, h("Y"), "pending", 1, 1),
+        (h("a"), 1, 5, h("X"), "processed", 0, 0),
+    ]
+
+
+async def test_reconcile_removes_other_hashes_at_that_height_and_moves_the_checkpoint(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    db = tmp_path / "bot.db"
+    stale = log("hint", 0, 9, h("loser"))
+    assert await store.store_hint([stale]) == 1  # a live hint from a fork that lost
+    assert await store.reconcile(head(9, "winner"), [log("b", 0, 9, h("winner"))]) == 1
+    assert rows(store, db) == [
+        (h("b"), 0, 9, h("winner"), "pending", 0, 0),
+        (h("hint"), 0, 9, h("loser"), "removed", 0, 0),  # never processed: nothing owed
+    ]
+    assert await store.checkpoint() == BlockRef(9, h("winner"))
+    assert await store.known_hash(9) == h("winner")
+    with pytest.raises(ValueError, match="another block hash"):
+        await store.reconcile(head(10, "z"), [log("c", 0, 10, h("other"))])
+
+
+async def test_rollback_flags_processed_rows_and_forgets_blocks_above_the_fork(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    db = tmp_path / "bot.db"
+    for number in (10, 11, 12):
+        await store.reconcile(
+            head(number, f"b{number}"), [log(f"t{number}", 0, number, h(f"b{number}"))]
+        )
+    await mark_processed(db)
+    assert await store.rollback(BlockRef(10, h("b10"))) == 2
+    assert [r[4:] for r in rows(store, db)] == [
+        ("processed", 0, 0),
+        ("removed", 0, 1),
+        ("removed", 0, 1),
+    ]
+    assert await store.checkpoint() == BlockRef(10, h("b10"))
+    assert await store.known_hash(11) is None
+    # the same transaction re-included on the new branch is revived, once
+    assert await store.reconcile(head(11, "n11", "b10"), [log("t11", 0, 11, h("n11"))]) == 1
+    revived = next(r for r in rows(store, db) if r[0] == h("t11"))
+    assert revived == (h("t11"), 0, 11, h("n11"), "pending", 1, 1)
+
+
+async def test_removed_hint_marks_only_the_matching_block(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    db = tmp_path / "bot.db"
+    await store.store([log("d", 0, 20, h("B"))])
+    await mark_processed(db)
+    await store.store_hint([log("d", 0, 20, h("other"), removed=True)])  # another block: ignored
+    assert rows(store, db)[0][4:] == ("processed", 0, 0)
+    await store.store_hint([replace(log("d", 0, 20, h("B")), removed=True)])
+    assert rows(store, db)[0][4:] == ("removed", 0, 1)
+
+
+async def test_head_block_is_recorded_for_status(store: ChainStore, tmp_path: Path) -> None:
+    await store.record_head(head(42, "h42"))
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'head_block'").fetchone() == ("42",)
+
+
+async def test_dead_letters_keep_the_payload_and_reason(store: ChainStore, tmp_path: Path) -> None:
+    await store.dead_letter("subscription", {"oops": 1}, "no blockNumber")
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        assert conn.execute("SELECT source, payload, reason FROM dead_letters").fetchall() == [
+            ("subscription", '{"oops": 1}', "no blockNumber")
+        ]
