@@ -7,6 +7,8 @@ every batch.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,26 +27,33 @@ class AdminResult:
     message: str
 
 
-def retry(db_path: str | Path, event_id: int | None = None) -> AdminResult:
-    """Failed event(s) back to pending: one event, or every failed one when ``event_id`` is None."""
+@contextmanager
+def _transaction(db_path: str | Path) -> Iterator[sqlite3.Connection]:
+    """One short write transaction on its own connection: committed, or rolled back on error."""
     conn = open_admin(db_path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            where, params = "status = 'failed'", list[int]()
-            if event_id is not None:
-                _require_status(conn, event_id, "failed", "retry")
-                where, params = "status = 'failed' AND id = ?", [event_id]
-            cursor = conn.execute(
-                f"UPDATE events SET status = 'pending', updated_at = ? WHERE {where}",
-                (now_text(), *params),
-            )
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     finally:
         conn.close()
+
+
+def retry(db_path: str | Path, event_id: int | None = None) -> AdminResult:
+    """Failed event(s) back to pending: one event, or every failed one when ``event_id`` is None."""
+    with _transaction(db_path) as conn:
+        where, params = "status = 'failed'", list[int]()
+        if event_id is not None:
+            _require_status(conn, event_id, "failed", "retry")
+            where, params = "status = 'failed' AND id = ?", [event_id]
+        cursor = conn.execute(
+            f"UPDATE events SET status = 'pending', updated_at = ? WHERE {where}",
+            (now_text(), *params),
+        )
     what = f"event {event_id}" if event_id is not None else f"{cursor.rowcount} failed event(s)"
     return AdminResult(cursor.rowcount, f"{what} queued again")
 
@@ -53,46 +62,26 @@ def skip(db_path: str | Path, event_id: int, reason: str) -> AdminResult:
     """A failed event → skipped, with the operator's reason (it will never be booked)."""
     if not reason.strip():
         raise AdminError("skip needs a reason")
-    conn = open_admin(db_path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            previous = _require_status(conn, event_id, "failed", "skip")
-            conn.execute(
-                "UPDATE events SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
-                (f"skipped by operator: {reason} (failure was: {previous})", now_text(), event_id),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.close()
+    with _transaction(db_path) as conn:
+        previous = _require_status(conn, event_id, "failed", "skip")
+        conn.execute(
+            "UPDATE events SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
+            (f"skipped by operator: {reason} (failure was: {previous})", now_text(), event_id),
+        )
     return AdminResult(1, f"event {event_id} skipped")
 
 
 def unpark(db_path: str | Path, ticker: str) -> AdminResult:
     """Allow orders for a parked ticker again (resets its consecutive rejections)."""
-    conn = open_admin(db_path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute(
-                "SELECT parked FROM positions WHERE ticker = ?", (ticker,)
-            ).fetchone()
-            if row is None:
-                raise AdminError(f"no position for ticker {ticker!r}")
-            conn.execute(
-                "UPDATE positions SET parked = 0, consecutive_rejections = 0, updated_at = ?"
-                " WHERE ticker = ?",
-                (now_text(), ticker),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.close()
+    with _transaction(db_path) as conn:
+        row = conn.execute("SELECT parked FROM positions WHERE ticker = ?", (ticker,)).fetchone()
+        if row is None:
+            raise AdminError(f"no position for ticker {ticker!r}")
+        conn.execute(
+            "UPDATE positions SET parked = 0, consecutive_rejections = 0, updated_at = ?"
+            " WHERE ticker = ?",
+            (now_text(), ticker),
+        )
     if not row[0]:
         return AdminResult(0, f"{ticker} was not parked")
     return AdminResult(1, f"{ticker} unparked")
