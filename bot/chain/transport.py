@@ -38,16 +38,17 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class HttpTransport:
-    def __init__(self, url: str, *, connections: int = 16) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
         self._ids = itertools.count(1)
-        self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
+                # no pool cap: backfill concurrency is capped by its workers, and a shared cap
+                # here would queue live calls behind backfill requests (SPEC §6)
+                connector=aiohttp.TCPConnector(limit=0),
                 headers={"Content-Type": "application/json"},
             )
         return self._session

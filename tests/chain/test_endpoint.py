@@ -204,3 +204,37 @@ async def test_live_call_is_not_queued_behind_backfill(anvil: AnvilProcess) -> N
     methods = [call.method for call in proxy.calls]
     assert methods.index("eth_chainId") <= 2  # ahead of at least 8 queued backfill calls
     assert live_wait < 0.2  # one slot (50 ms) at most, not the 9 slots of the backlog
+
+
+async def test_many_slow_backfill_calls_do_not_hold_a_live_call(unused_tcp_port: int) -> None:
+    """No shared connection-pool cap: 20 slow backfill requests in flight, a live call still
+    goes out at once (SPEC §6: live requests are never queued behind backfill requests)."""
+    release = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        payload = await request.json()
+        if payload["method"] == "eth_getLogs":
+            await release.wait()  # a slow provider answering a big window
+        return web.json_response({"jsonrpc": "2.0", "id": payload["id"], "result": "0x1"})
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    endpoint = Endpoint(HttpTransport(f"http://127.0.0.1:{unused_tcp_port}"))
+    try:
+        backfill = [
+            asyncio.create_task(endpoint.call("eth_getLogs", [{}], lane=Lane.BACKFILL))
+            for _ in range(20)
+        ]
+        started = time.monotonic()
+        assert await asyncio.wait_for(endpoint.call("eth_blockNumber", []), 5) == "0x1"
+        assert time.monotonic() - started < 1.0
+        assert not any(task.done() for task in backfill)
+        release.set()
+        assert await asyncio.gather(*backfill) == ["0x1"] * 20
+    finally:
+        release.set()
+        await endpoint.close()
+        await runner.cleanup()
