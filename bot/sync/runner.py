@@ -26,7 +26,7 @@ from bot.core.heads import Head
 from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
 from bot.engine.drain import Engine, EngineOptions
-from bot.errors import ConfigError, TransientError
+from bot.errors import ConfigError, FatalError, TransientError
 from bot.metrics import Metrics, MetricsServer
 from bot.store.chain_state import ChainStore
 from bot.store.connection import ServedChain, connect
@@ -352,14 +352,22 @@ class Runner:
         await store.dead_letter("subscription", message.payload, message.reason)
 
     async def _watch(self, feed: LiveFeed) -> None:
-        """A subscription silent while the chain advances is treated as dropped (SPEC §7)."""
+        """A subscription silent while the chain advances is treated as dropped (SPEC §7).
+
+        It must never die quietly (a silently dead watchdog is how a stream stays dead for
+        days): a failed check is logged and tried again at the next tick."""
         stale_after = self.settings.live.stale_after_s
-        if self._clock.last_head_number < 0:  # no head yet: the chain as we subscribed
-            self._clock.last_head_number = await self.session.calls.block_number()
         behind_since: float | None = None  # when the chain was first seen past our last head
         while not feed.closed:
-            await asyncio.sleep(min(5.0, stale_after / 4))
-            head = await self.session.calls.block_number()
+            try:
+                if self._clock.last_head_number < 0:  # no head yet: the chain as we subscribed
+                    self._clock.last_head_number = await self.session.calls.block_number()
+                await asyncio.sleep(min(5.0, stale_after / 4))
+                head = await self.session.calls.block_number()
+            except TransientError as exc:
+                logger.warning("stale-stream check failed ({}); checking again", exc)
+                await asyncio.sleep(min(5.0, stale_after / 4))
+                continue
             if head <= self._clock.last_head_number:
                 behind_since = None  # caught up, or a quiet devnet: not stale
                 self._clock.last_head_at = time.monotonic()
@@ -387,6 +395,8 @@ class Runner:
         retry: Head | None = None
         failures = 0
         while not self._stop.is_set():
+            if watchdog.done() and not watchdog.cancelled() and watchdog.exception():
+                raise FatalError("the stale-stream watchdog died") from watchdog.exception()
             if hints.done():
                 feed, hints, watchdog = await self._reconnect(feed, hints, watchdog)
                 continue
