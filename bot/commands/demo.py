@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -18,10 +19,13 @@ from bot.commands.service import run_until_stopped
 from bot.config import LoadedConfig, load
 from bot.core import amounts
 from bot.devnet.cli import launch_devnet, merge_expected, start_background_simulation
+from bot.devnet.rpc import JsonRpcClient
+from bot.devnet.simulate import BackgroundSimulation
 from bot.devnet.state import DEFAULT_DIR
 from bot.store import queries
 
 Handler = Callable[[argparse.Namespace], int]
+CATCH_UP_S = 15.0
 
 
 def _render(report: dict[str, object], expected: dict[str, Decimal]) -> str:
@@ -61,21 +65,47 @@ async def _report(
             print(_render(report, expected()), flush=True)
 
 
+async def _finish_after(
+    seconds: float,
+    loaded: LoadedConfig,
+    simulation: BackgroundSimulation,
+    stop: asyncio.Event,
+    head: Callable[[], int],
+) -> None:
+    """At the end of ``--duration``: stop the fills, let the bot book the last ones, then stop
+    it, so the final view adds up (bounded: a bot that cannot catch up is stopped anyway)."""
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(simulation.stop)
+    target = await asyncio.to_thread(head)
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        report = await asyncio.to_thread(queries.status, loaded.database_path, confirmations=0)
+        checkpoint = report["checkpoint_block"]
+        if checkpoint is not None and checkpoint >= target and report["idle"]:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+
+
 async def _demo_async(
     loaded: LoadedConfig,
+    *,
     duration: float | None,
     every_s: float,
+    simulation: BackgroundSimulation,
     expected: Callable[[], dict[str, Decimal]],
+    head: Callable[[], int],
 ) -> None:
     stop = asyncio.Event()
+    tasks = [asyncio.create_task(_report(loaded, every_s, expected))]
     if duration is not None:
-        asyncio.get_running_loop().call_later(duration, stop.set)
-    reporter = asyncio.create_task(_report(loaded, every_s, expected))
+        tasks.append(asyncio.create_task(_finish_after(duration, loaded, simulation, stop, head)))
     try:
         await run_until_stopped(loaded, stop)
     finally:
-        reporter.cancel()
-        await asyncio.gather(reporter, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -92,14 +122,34 @@ def _demo(args: argparse.Namespace) -> int:
         def expected() -> dict[str, Decimal]:
             return merge_expected(devnet.expected, simulation.snapshot().expected)
 
+        def head() -> int:
+            with JsonRpcClient(devnet.http_url) as rpc:
+                return int(rpc.call("eth_blockNumber", []), 16)
+
         try:
             loaded = load(devnet.paths.config)
-            asyncio.run(_demo_async(loaded, args.duration, args.every, expected))
+            asyncio.run(
+                _demo_async(
+                    loaded,
+                    duration=args.duration,
+                    every_s=args.every,
+                    simulation=simulation,
+                    expected=expected,
+                    head=head,
+                )
+            )
         finally:
             stats = simulation.stop()
         print(f"demo stopped: {stats.fills} fills simulated while the bot ran", flush=True)
         if loaded.database_path.exists():
-            print(_render(queries.status(loaded.database_path, confirmations=0), expected()))
+            report = queries.status(loaded.database_path, confirmations=0)
+            print(_render(report, expected()))
+            pending = report["queue"]["pending"]
+            if pending:
+                print(
+                    f"{pending} event(s) arrived after the last block the bot reconciled; "
+                    "`bot run` books them at its next start (nothing is lost)"
+                )
     return 0
 
 
