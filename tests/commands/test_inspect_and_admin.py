@@ -417,8 +417,12 @@ def test_admin_marks_act_on_the_running_bot(chain: Chain, tmp_path: Path) -> Non
         report = _wait_status(
             database,
             bot,
-            "AAPL hedged again after unpark",
-            lambda r: _position(r, "AAPL")["unhedged_shares"] == "0",
+            "AAPL hedged again after unpark, its order booked",
+            # unhedged counts in-flight shares: it reads 0 while the order is still PENDING
+            lambda r: (
+                _position(r, "AAPL")["unhedged_shares"] == "0"
+                and _position(r, "AAPL")["in_flight_shares"] == "0"
+            ),
         )
         assert _position(report, "AAPL")["parked"] is False
         assert [(e["direction"], e["shares"], e["status"]) for e in report["executions"]] == [
