@@ -25,6 +25,7 @@ import aiosqlite
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
 from bot.store.queue import enqueue, insert_new_in_txn, now_text
+from bot.store.txn import write_transaction
 
 RECENT_BLOCKS_KEPT = 1024
 _CHUNK = 400
@@ -116,14 +117,8 @@ class ChainStore:
     # ---------------------------------------------------------------- transaction bodies
 
     async def _in_txn(self, body: Any, *args: Any) -> Any:
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = await body(*args)
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
-        return result
+        async with write_transaction(self._conn):
+            return await body(*args)
 
     async def _existing(self, logs: Iterable[RawLog]) -> dict[tuple[str, int], tuple[str, str]]:
         """(tx_hash, log_index) -> (block_hash, status) of queued rows among ``logs``."""

@@ -18,6 +18,7 @@ import aiosqlite
 
 from bot.errors import DatabaseMismatchError, FatalError
 from bot.store.migrations import apply_migrations, check_not_newer, load_migrations
+from bot.store.txn import write_transaction
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -92,8 +93,7 @@ def _same(field: str, stored: str, configured: str) -> bool:
 
 
 async def _check_or_record_meta(conn: aiosqlite.Connection, served: ServedChain) -> StoreMeta:
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         rows = await conn.execute_fetchall("SELECT key, value FROM meta")
         stored = {str(k): str(v) for k, v in rows}
         configured = _served_items(served)
@@ -113,10 +113,6 @@ async def _check_or_record_meta(conn: aiosqlite.Connection, served: ServedChain)
                         f"the database serves {field}={stored.get(field)!r} but the config says "
                         f"{field}={value!r}; use another database.path or fix the config"
                     )
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
     return _meta_from(stored)
 
 

@@ -17,6 +17,7 @@ from bot.core.conversion import DecimalsMismatch
 from bot.core.lots import Changes, Execution, Link, Lot, Position
 from bot.core.model import Direction, ExecutionStatus, SkippedFill, TokenInfo, Trade
 from bot.store.queue import now_text
+from bot.store.txn import write_transaction
 
 IN_FLIGHT = (ExecutionStatus.PENDING.value, ExecutionStatus.SUBMITTED.value)
 
@@ -117,17 +118,12 @@ async def load_tokens(conn: aiosqlite.Connection) -> dict[str, TokenInfo]:
 
 async def save_token(conn: aiosqlite.Connection, info: TokenInfo) -> None:
     """Cache one token's metadata (own transaction; fetched once per token)."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         await conn.execute(
             "INSERT INTO tokens (address, symbol, decimals, fetched_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (address) DO NOTHING",
             (info.address, info.symbol, info.decimals, now_text()),
         )
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
 
 
 # --- accumulator state -------------------------------------------------------------------------

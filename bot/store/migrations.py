@@ -16,6 +16,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.errors import DatabaseMismatchError
+from bot.store.txn import write_transaction
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -107,8 +108,7 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
     The connection must be in autocommit mode (``isolation_level=None``).
     """
     known = load_migrations(folder)
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         await conn.execute(_CREATE_VERSIONS)
         recorded = await recorded_versions(conn)
         check_not_newer(recorded, known)
@@ -124,8 +124,4 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
                 (migration.version, migration.name, now),
             )
             applied.append(migration.version)
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
     return applied

@@ -1,4 +1,5 @@
-"""The event queue and the checkpoint (SPEC §1, §6): idempotent on ``(tx_hash, log_index)``.
+"""The event queue (SPEC §1, §6): idempotent on ``(tx_hash, log_index)``; the checkpoint and
+canonical writes live in :mod:`bot.store.chain_state`.
 
 Functions take an aiosqlite connection in autocommit mode. Those named ``*_in_txn`` expect the
 caller's transaction to be open; the others run their own short ``BEGIN IMMEDIATE`` transaction.
@@ -16,6 +17,7 @@ import aiosqlite
 from loguru import logger
 
 from bot.core.model import EventStatus, RawLog
+from bot.store.txn import write_transaction
 
 _CHUNK = 400  # bound on SQL parameters per IN (...) query
 
@@ -37,12 +39,6 @@ class EnqueueResult:
     inserted: int
     duplicates: int
     conflicts: int  # same (tx_hash, log_index) seen in another block, or delivered removed
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    block_number: int
-    block_hash: str
 
 
 def now_text() -> str:
@@ -90,18 +86,13 @@ async def enqueue(conn: aiosqlite.Connection, logs: Iterable[RawLog]) -> Enqueue
     live = [log for log in batch if not log.removed]
     removed = [log for log in batch if log.removed]
     now = now_text()
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         inserted = await insert_new_in_txn(conn, live, now)
         sightings = list(removed)
         if inserted < len(live):
             sightings += await _moved_logs(conn, live)
         if sightings:
             await _record_sightings(conn, sightings, now)
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
     return EnqueueResult(inserted, len(live) - inserted, len(sightings))
 
 
@@ -233,39 +224,12 @@ async def retry_failed(conn: aiosqlite.Connection, event_id: int | None = None) 
     where, params = "status = 'failed'", list[int]()
     if event_id is not None:
         where, params = "status = 'failed' AND id = ?", [event_id]
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         cursor = await conn.execute(
             f"UPDATE events SET status = 'pending', updated_at = ? WHERE {where}",
             (now_text(), *params),
         )
-        count = cursor.rowcount
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
-    return count
-
-
-async def get_checkpoint(conn: aiosqlite.Connection) -> Checkpoint | None:
-    rows = list(await conn.execute_fetchall("SELECT block_number, block_hash FROM checkpoint"))
-    return Checkpoint(int(rows[0][0]), str(rows[0][1])) if rows else None
-
-
-async def set_checkpoint(conn: aiosqlite.Connection, block_number: int, block_hash: str) -> None:
-    """Record the checkpoint (own transaction). Moving it backwards is the reorg handling's call."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        await conn.execute(
-            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at) VALUES (1, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET block_number = excluded.block_number,"
-            " block_hash = excluded.block_hash, updated_at = excluded.updated_at",
-            (block_number, block_hash, now_text()),
-        )
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
+    return cursor.rowcount
 
 
 async def status_counts(conn: aiosqlite.Connection) -> dict[str, int]:

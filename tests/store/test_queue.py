@@ -9,11 +9,12 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.core.heads import BlockRef, Head
 from bot.core.model import EventStatus, RawLog
 from bot.store import admin, queue
 from bot.store.admin import AdminError
+from bot.store.chain_state import ChainStore
 from bot.store.connection import ServedChain, open_database
-from bot.store.queue import Checkpoint
 
 SERVED = ServedChain(31337, "0x" + "11" * 20, "0x" + "22" * 20, 0)
 
@@ -133,10 +134,11 @@ async def test_marks_processed_failed_retry_and_skip(
 
 
 async def test_checkpoint_get_and_set(conn: aiosqlite.Connection) -> None:
-    assert await queue.get_checkpoint(conn) is None
-    await queue.set_checkpoint(conn, 10, "0x" + "aa" * 32)
-    await queue.set_checkpoint(conn, 12, "0x" + "bb" * 32)
-    assert await queue.get_checkpoint(conn) == Checkpoint(12, "0x" + "bb" * 32)
+    store = ChainStore(conn)
+    assert await store.checkpoint() is None
+    await store.advance(Head(10, "0x" + "aa" * 32, "0x" + "00" * 32))
+    await store.advance(Head(12, "0x" + "bb" * 32, "0x" + "00" * 32))
+    assert await store.checkpoint() == BlockRef(12, "0x" + "bb" * 32)
 
 
 async def test_status_counts(conn: aiosqlite.Connection) -> None:
