@@ -9,7 +9,7 @@ from __future__ import annotations
 from eth_abi.abi import decode as abi_decode
 
 from bot.chain.endpoint import Endpoint, Lane
-from bot.chain.parse import MalformedAnswer, parse_log
+from bot.chain.parse import MalformedAnswer, parse_log, quantity
 from bot.core.model import RawLog, TokenInfo
 from bot.errors import EventProcessingError, TransientError
 
@@ -30,21 +30,15 @@ def decode_symbol(result: bytes) -> str:
     return str(symbol)
 
 
-def _quantity(value: object, what: str) -> int:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise MalformedAnswer(f"{what} is {value!r}, expected a hex quantity")
-    return int(value, 16)
-
-
 class ChainCalls:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
 
     async def chain_id(self) -> int:
-        return _quantity(await self.endpoint.call("eth_chainId", []), "eth_chainId")
+        return quantity(await self.endpoint.call("eth_chainId", []), "eth_chainId")
 
     async def block_number(self) -> int:
-        return _quantity(await self.endpoint.call("eth_blockNumber", []), "eth_blockNumber")
+        return quantity(await self.endpoint.call("eth_blockNumber", []), "eth_blockNumber")
 
     async def _eth_call(self, to: str, data: str) -> bytes:
         result = await self.endpoint.call(

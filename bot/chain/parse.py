@@ -18,11 +18,15 @@ class MalformedAnswer(ValueError):
     """The node answered something that is not the documented shape."""
 
 
-def _quantity(obj: dict[str, Any], key: str) -> int:
-    value = obj.get(key)
+def quantity(value: object, what: str) -> int:
+    """A JSON-RPC hex quantity (``"0x1a"``) as an exact int; ``what`` names it in the error."""
     if not isinstance(value, str) or not value.startswith("0x"):
-        raise MalformedAnswer(f"{key} is {value!r}, expected a hex quantity")
+        raise MalformedAnswer(f"{what} is {value!r}, expected a hex quantity")
     return int(value, 16)
+
+
+def _quantity(obj: dict[str, Any], key: str) -> int:
+    return quantity(obj.get(key), key)
 
 
 def _hash(obj: dict[str, Any], key: str) -> str:

@@ -94,9 +94,9 @@ class Session:
             broker=DryRunBroker(),
             chain=self.calls,
             rules=SymbolRules(
-                tuple(s.accumulator.stablecoins),
-                tuple(s.accumulator.equity_suffixes),
-                tuple(s.accumulator.equity_prefixes),
+                s.accumulator.stablecoins,
+                s.accumulator.equity_suffixes,
+                s.accumulator.equity_prefixes,
             ),
             options=EngineOptions(
                 threshold_shares=s.accumulator.threshold_shares,
@@ -156,12 +156,12 @@ class Session:
             assert checkpoint is not None
         return checkpoint.number + 1
 
-    async def drain(self) -> int:
-        """Process what is deep enough; returns the block bound used."""
+    async def drain(self) -> int | None:
+        """Process what is deep enough; the block bound used (None: no checkpoint yet)."""
         assert self.engine is not None and self.store is not None
         checkpoint = await self.store.checkpoint()
         if checkpoint is None:
-            return -1
+            return None
         bound = checkpoint.number - self.confirmations
         stats = await self.engine.drain(bound)
         self.metrics.events_processed_total.inc(stats.events)
@@ -198,7 +198,7 @@ class Session:
         return result.events
 
 
-async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[str, int]:
+async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[str, int | None]:
     """``bot backfill [--to M]``: catch up to M (default head - confirmations), process, exit."""
     session = Session(loaded, Metrics())
     await session.open()
@@ -431,16 +431,15 @@ class Runner:
 
     async def _drain_and_measure(self) -> None:
         bound = await self.session.drain()
+        if bound is None:
+            return
         now = time.monotonic()
         done = [key for key, (block, _at) in self._clock.arrivals.items() if block <= bound]
         for key in done:
             _block, arrived = self._clock.arrivals.pop(key)
             self.metrics.live_log_to_trade_seconds.observe(now - arrived)
-        checkpoint = await self.session.store.checkpoint() if self.session.store else None
-        if checkpoint is not None:
-            self.metrics.head_lag_blocks.set(
-                max(0, self._clock.last_head_number - checkpoint.number)
-            )
+        checkpoint = bound + self.session.confirmations
+        self.metrics.head_lag_blocks.set(max(0, self._clock.last_head_number - checkpoint))
 
     async def _reconnect(
         self, feed: LiveFeed, hints: asyncio.Task[None], watchdog: asyncio.Task[None]
