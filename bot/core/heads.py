@@ -45,17 +45,3 @@ def judge(head: Head, checkpoint: BlockRef, known_hash: Callable[[int], str | No
         # older than what we track, or the same block again (anvil re-sends heads)
         return Verdict.KNOWN
     return Verdict.REORG
-
-
-def fork_point(
-    candidates: list[tuple[int, str | None, str]],
-) -> int | None:
-    """The highest block where our hash equals the canonical one.
-
-    ``candidates`` are ``(number, our hash or None, canonical hash)`` from high to low; None if
-    no held hash matches (the reorg is deeper than the blocks we track).
-    """
-    for number, ours, canonical in candidates:
-        if ours is not None and ours == canonical:
-            return number
-    return None

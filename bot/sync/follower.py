@@ -12,7 +12,7 @@ from loguru import logger
 
 from bot.chain.endpoint import Endpoint
 from bot.core.bloom import may_have_logs
-from bot.core.heads import BlockRef, Head, Verdict, fork_point, judge
+from bot.core.heads import BlockRef, Head, Verdict, judge
 from bot.core.model import RawLog
 from bot.errors import FatalError
 from bot.sync.backfill import Backfill, LogFilter, get_header, get_logs_by_hash
@@ -105,45 +105,45 @@ class Follower:
             logger.info("catching up blocks {}-{} before head {}", first, last, head.number)
             await self._backfill.run(first, last, head=head.number)
             return
+        unlinked = await self._walk(first, last)
+        if unlinked is not None:
+            await self._reorg(unlinked, await self._require_checkpoint())
+
+    async def _walk(self, first: int, last: int) -> Head | None:
+        """Reconcile the canonical headers ``first..last`` in order, each linked to the
+        checkpoint by its parent hash; the first one that does not link is returned."""
         for number in range(first, last + 1):
             header = await get_header(self._endpoint, number)
             current = await self._require_checkpoint()
             if header.parent_hash != current.hash:
-                await self._reorg(header, current)
-                return
+                return header
             await self._reconcile(header)
+        return None
 
-    async def _reorg(self, head: Head, checkpoint: BlockRef) -> None:
-        start = min(head.number - 1, checkpoint.number)
-        candidates: list[tuple[int, str | None, str]] = []
-        ancestor: int | None = None
+    async def _fork_point(self, start: int) -> BlockRef:
+        """The highest block at or below ``start`` whose canonical hash is the one we hold."""
         for number in range(start, max(-1, start - MAX_REORG_DEPTH), -1):
             canonical = await get_header(self._endpoint, number)
-            candidates.append((number, await self._state.known_hash(number), canonical.hash))
-            ancestor = fork_point(candidates[-1:])
-            if ancestor is not None:
-                break
-        if ancestor is None:
-            raise ReorgTooDeepError(
-                f"reorg below block {start - MAX_REORG_DEPTH + 1}: no tracked block matches the "
-                "chain any more; stop, check the node, then restart (the queue is intact)"
-            )
-        ancestor_hash = candidates[-1][2]
-        removed = await self._state.rollback(BlockRef(ancestor, ancestor_hash))
+            if await self._state.known_hash(number) == canonical.hash:
+                return BlockRef(number, canonical.hash)
+        raise ReorgTooDeepError(
+            f"reorg below block {start - MAX_REORG_DEPTH + 1}: no tracked block matches the "
+            "chain any more; stop, check the node, then restart (the queue is intact)"
+        )
+
+    async def _reorg(self, head: Head, checkpoint: BlockRef) -> None:
+        ancestor = await self._fork_point(min(head.number - 1, checkpoint.number))
+        removed = await self._state.rollback(ancestor)
         self.reorgs += 1
         logger.warning(
             "reorg: head {} ({}) does not link to our chain; rolled back to block {} ({} events "
             "removed), following the new branch",
             head.number,
             head.hash[:10],
-            ancestor,
+            ancestor.number,
             removed,
         )
-        for number in range(ancestor + 1, head.number + 1):
-            header = await get_header(self._endpoint, number)
-            current = await self._require_checkpoint()
-            if header.parent_hash != current.hash:
-                # the chain moved again while we walked: the next head will sort it out
-                logger.warning("chain changed again at block {} during reorg handling", number)
-                return
-            await self._reconcile(header)
+        unlinked = await self._walk(ancestor.number + 1, head.number)
+        if unlinked is not None:
+            # the chain moved again while we walked: the next head will sort it out
+            logger.warning("chain changed again at block {} during reorg handling", unlinked.number)
