@@ -97,20 +97,19 @@ class Backfill:
         metrics: Metrics | None = None,
         write_batch_logs: int = 5000,
         on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
+        policy: SpanPolicy | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._sink = sink
         self._filter = log_filter
         self._workers = max(1, workers)
-        self._policy = SpanPolicy(batch_blocks)
+        # the window size and the cap a provider taught us outlive one run: pass the
+        # provider's policy to share it between runs (SPEC §6: remember it per provider)
+        self._policy = policy if policy is not None else SpanPolicy(batch_blocks)
         self._near_head = near_head_blocks
         self._metrics = metrics or Metrics()
         self._write_batch = write_batch_logs
         self._on_window = on_window
-
-    @property
-    def policy(self) -> SpanPolicy:
-        return self._policy
 
     async def run(self, start: int, end: int, *, head: int | None = None) -> BackfillResult:
         """Store every orderbook log of blocks ``start..end`` (inclusive) and advance the

@@ -23,6 +23,7 @@ from bot.chain.transport import transport_for
 from bot.config import DEVNET_CHAIN_ID, LoadedConfig, redact_url
 from bot.core.abi import ORDERBOOK_TOPICS
 from bot.core.heads import Head
+from bot.core.ranges import SpanPolicy
 from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
 from bot.engine.drain import Engine, EngineOptions
@@ -63,6 +64,7 @@ class Session:
             on_call=metrics.rpc_outcome,
         )
         self.calls = ChainCalls(self.endpoint)
+        self.span_policy = SpanPolicy(s.backfill.batch_blocks)  # one per provider
         self.log_filter = LogFilter(s.orderbook.address, ORDERBOOK_TOPICS)
         self.confirmations = 0
         self.engine: Engine | None = None
@@ -133,6 +135,7 @@ class Session:
             batch_blocks=self.settings.backfill.batch_blocks,
             near_head_blocks=self.confirmations + 2,
             metrics=self.metrics,
+            policy=self.span_policy,
         )
 
     def follower(self) -> Follower:

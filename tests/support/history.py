@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.chain.endpoint import Endpoint
 from bot.chain.transport import HttpTransport
 from bot.core.abi import ORDERBOOK_TOPICS
-from bot.core.ranges import BlockRange
+from bot.core.ranges import BlockRange, SpanPolicy
 from bot.devnet.anvil import AnvilProcess
 from bot.devnet.deploy import Deployment, deploy
 from bot.devnet.plan import make_plan
@@ -84,6 +84,7 @@ async def backfill_history(
     wrap_sink: Callable[[ChainStore], BackfillSink] | None = None,
     on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
     max_backoff_s: float = 10.0,
+    policy: SpanPolicy | None = None,
 ) -> Outcome:
     """Backfill the whole history through ``url`` into ``database``: the queue and checkpoint."""
     d = history.deployment
@@ -99,6 +100,7 @@ async def backfill_history(
             workers=workers,
             batch_blocks=batch_blocks,
             on_window=on_window,
+            policy=policy,
         ).run(history.start, history.head)
         rows = await conn.execute_fetchall(
             "SELECT tx_hash, log_index, block_number, block_hash FROM events"

@@ -22,7 +22,7 @@ from aiohttp import web
 from bot.core import retry
 from bot.core.heads import Head
 from bot.core.model import RawLog
-from bot.core.ranges import BlockRange
+from bot.core.ranges import BlockRange, SpanPolicy
 from bot.devnet.rpc import JsonRpcClient
 from bot.store.chain_state import ChainStore
 from tests.support.history import (
@@ -67,6 +67,7 @@ async def run_backfill(
     wrap_sink: Callable[[ChainStore], Any] | None = None,
     on_window: Callable[[BlockRange], Any] | None = None,
     max_backoff_s: float = 0.3,
+    policy: SpanPolicy | None = None,
 ) -> Outcome:
     return await backfill_history(
         history,
@@ -77,6 +78,7 @@ async def run_backfill(
         wrap_sink=wrap_sink,
         on_window=on_window,
         max_backoff_s=max_backoff_s,
+        policy=policy,
     )
 
 
@@ -206,6 +208,28 @@ async def test_smallest_cap_seen_so_far_bounds_every_later_request(
     assert all(span(call) <= 2048 for call in calls[injected[0] + 1 :])
     assert all(span(call) <= 800 for call in calls[injected[1] + 1 :])
     assert outcome == clean
+
+
+async def test_a_learned_cap_outlives_the_run(
+    history: History, clean: Outcome, tmp_path: Path
+) -> None:
+    """SPEC §6: the cap is remembered per provider, so the next backfill through the same
+    provider (a reconnect's gap, `bot backfill` after `run`) never asks above it again."""
+    policy = SpanPolicy(BATCH_BLOCKS)
+    proxy = await RpcProxy(history.anvil.http_url).start()
+    proxy.injections.append(Injection("Max range: 800", -32047))
+    try:
+        await run_backfill(history, tmp_path / "first.db", proxy.url, workers=1, policy=policy)
+        first = len(proxy.calls)
+        second = await run_backfill(
+            history, tmp_path / "second.db", proxy.url, workers=1, policy=policy
+        )
+    finally:
+        await proxy.stop()
+    later = [c for c in proxy.calls[first:] if c.block_range is not None]
+    assert later and all(span(call) <= 800 for call in later)
+    assert not any(call.injected for call in proxy.calls[first:])
+    assert second == clean
 
 
 @pytest.mark.usefixtures("pinned_jitter")
