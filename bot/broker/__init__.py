@@ -1,6 +1,25 @@
-"""Brokers: the :class:`Broker` port and its implementations (dry-run now, alpaca later)."""
+"""Brokers: the :class:`Broker` seam and its implementations (dry-run, alpaca)."""
 
-from bot.broker.base import Broker, OrderRequest, OrderState
+from bot.broker.base import (
+    AccountState,
+    AssetInfo,
+    Broker,
+    BrokerPosition,
+    MarketClock,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+)
 from bot.broker.dry_run import DryRunBroker
 
-__all__ = ["Broker", "DryRunBroker", "OrderRequest", "OrderState"]
+__all__ = [
+    "AccountState",
+    "AssetInfo",
+    "Broker",
+    "BrokerPosition",
+    "DryRunBroker",
+    "MarketClock",
+    "OrderRequest",
+    "OrderState",
+    "OrderStatus",
+]

@@ -33,7 +33,7 @@ def order_request(execution: Execution, reference_price: Decimal) -> OrderReques
         client_order_id=execution.client_order_id,
         symbol=execution.ticker,
         side=execution.direction,
-        qty=execution.shares,
+        qty=Decimal(execution.shares),
         reference_price=reference_price,
     )
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.broker.base import OrderRequest, OrderState
+from bot.broker.base import OrderRequest, OrderState, OrderStatus
 from bot.core import amounts
 from bot.core.model import Direction, RawLog, TokenInfo
 from bot.devnet.synthetic import (
@@ -83,11 +83,13 @@ class FakeBroker:
     def _fill(self, order: OrderRequest) -> OrderState:
         state = OrderState(
             broker_order_id=f"fake-{order.client_order_id}",
-            status="filled",
-            filled_qty=Decimal(order.qty),
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            status=OrderStatus.FILLED,
+            filled_qty=order.qty,
             filled_avg_price=order.reference_price,
-            terminal=True,
-            rejected=False,
         )
         self.orders[order.client_order_id] = state
         self.placed.append(order.client_order_id)
