@@ -80,8 +80,10 @@ class _Credentials:
         return {"APCA-API-KEY-ID": self._key_id, "APCA-API-SECRET-KEY": self._secret}
 
     def redact(self, text: str) -> str:
+        """Hide the keys in a server's text (real keys are 20+ characters; a value shorter
+        than 8 would match ordinary words, so it is left alone)."""
         for value in (self._secret, self._key_id):
-            if value:
+            if len(value) >= 8:
                 text = text.replace(value, "<redacted>")
         return text
 
@@ -190,17 +192,16 @@ class AlpacaBroker:
         logger.debug("alpaca {} {} → {}", method, path, response.status)
         return _Answer(response.status, data, reset_epoch_s)
 
-    def _describe(self, what: str, answer: _Answer) -> tuple[int | None, str, str]:
-        """``(code, message, text)``: the error body's code and message; a one-line summary."""
+    def _describe(self, what: str, answer: _Answer) -> tuple[int | None, str]:
+        """``(code, text)``: the error body's code, and a one-line summary without the keys."""
         code, message = _wire.error_info(answer.body)
-        message = self._credentials.redact(message)
         text = f"{what}: HTTP {answer.status}"
         text += f" ({code}) {message}" if code is not None else f" {message}"
-        return code, message, text.rstrip()
+        return code, self._credentials.redact(text.rstrip())
 
     def _common_refusal(self, what: str, answer: _Answer) -> Exception | None:
         """401/403/429: the same meaning for every request."""
-        code, _, text = self._describe(what, answer)
+        code, text = self._describe(what, answer)
         if answer.status == 401 or (answer.status == 403 and code is None):
             return BrokerAuthError(f"{_AUTH_HINT} ({text})")
         if answer.status == 403:
@@ -224,7 +225,7 @@ class AlpacaBroker:
         if answer.status == 404:
             return None
         refusal = self._common_refusal(what, answer)
-        raise refusal or BrokerUnavailable(self._describe(what, answer)[2])
+        raise refusal or BrokerUnavailable(self._describe(what, answer)[1])
 
     async def _read_required(self, path: str, params: dict[str, str] | None = None) -> Any:
         value = await self._read(path, params)
@@ -258,8 +259,8 @@ class AlpacaBroker:
             except _wire.WireError as exc:
                 raise OutcomeUnknown(f"{what}: unreadable answer: {exc}") from None
             return _checked(order, state)
-        _, message, text = self._describe(what, answer)
-        if answer.status == 422 and _DUPLICATE_ID in message.lower():
+        _, text = self._describe(what, answer)
+        if answer.status == 422 and _DUPLICATE_ID in _wire.error_info(answer.body)[1].lower():
             return await self._existing(order, text)
         refusal = self._common_refusal(what, answer)
         if refusal is not None:
@@ -347,10 +348,10 @@ class AlpacaBroker:
             return
         if answer.status in (404, 422):
             # 422: not cancelable (already terminal); 404: unknown. Following the order tells.
-            logger.debug("alpaca: {}", self._describe(what, answer)[2])
+            logger.debug("alpaca: {}", self._describe(what, answer)[1])
             return
         refusal = self._common_refusal(what, answer)
-        raise refusal or BrokerUnavailable(self._describe(what, answer)[2])
+        raise refusal or BrokerUnavailable(self._describe(what, answer)[1])
 
     # -- account -----------------------------------------------------------------------------
 
