@@ -277,6 +277,12 @@ class FakeAlpaca:
             self.book.is_open = is_open
             self._clock_now, self._next_open, self._next_close = now, next_open, next_close
 
+    def step(self) -> None:
+        """One fill step now, besides the background one every ``step_s`` (a test that checks
+        intermediate states passes a long ``step_s`` and steps by hand)."""
+        with self._lock:
+            self.book.tick()
+
     def open_market(self) -> None:
         with self._lock:
             self.book.open_market()
