@@ -3,8 +3,9 @@
 Why not alpaca-py: it retries *every* request, ``POST /v2/orders`` included, on 429 and 504,
 by itself (ALPACA.md §1.5). A placement must be sent exactly once per call, and what an
 unanswered one did is resolved by the engine with ``lookup`` by the same ``client_order_id``
-(SPEC §5). So this client never retries anything; it maps every answer to the seam's rules
-(:mod:`bot.broker.base`):
+(SPEC §5). So this client never retries anything (aiohttp itself resends an idempotent GET or
+DELETE once when the server closed a connection without answering, RFC 9112 §9.3.1; never a
+POST); it maps every answer to the seam's rules (:mod:`bot.broker.base`):
 
 ``place`` (``POST /v2/orders``):
   200 → the order (symbol, side, qty checked against the request, else :class:`OrderMismatch`);
@@ -77,7 +78,9 @@ class _Credentials:
         self._secret = secret
 
     def headers(self) -> dict[str, str]:
-        return {"APCA-API-KEY-ID": self._key_id, "APCA-API-SECRET-KEY": self._secret}
+        """An unset (empty) key is not sent: the gateway then answers 403 "forbidden."."""
+        pairs = (("APCA-API-KEY-ID", self._key_id), ("APCA-API-SECRET-KEY", self._secret))
+        return {name: value for name, value in pairs if value}
 
     def redact(self, text: str) -> str:
         """Hide the keys in a server's text (real keys are 20+ characters; a value shorter
