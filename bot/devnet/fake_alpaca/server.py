@@ -73,6 +73,7 @@ class FakeAlpaca:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
+        self._dropped: set[int] = set()  # id() of requests answered by closing the connection
         self._base_url = ""
         self.requests: list[tuple[str, str, int]] = []
 
@@ -148,7 +149,9 @@ class FakeAlpaca:
     ) -> web.StreamResponse:
         response = await self._pipeline(request, handler)
         with self._lock:
-            status = _NOT_ANSWERED if request.get("dropped") else response.status
+            dropped = id(request) in self._dropped
+            self._dropped.discard(id(request))
+            status = _NOT_ANSWERED if dropped else response.status
             self.requests.append((request.method, request.path, status))
         return response
 
@@ -254,7 +257,7 @@ class FakeAlpaca:
 
     def _drop(self, request: web.Request) -> web.Response:
         """Close the connection without an answer (aiohttp then writes nothing)."""
-        request["dropped"] = True
+        self._dropped.add(id(request))
         if request.transport is not None:
             request.transport.abort()
         return web.Response(status=500)
