@@ -126,12 +126,6 @@ async def test_a_placement_round_trips_nine_decimals_and_fills(served: Served) -
     assert final.filled_avg_price == Decimal(100)
 
 
-async def test_an_exponent_qty_goes_out_in_plain_notation(served: Served) -> None:
-    request = OrderRequest("bot-test-exp", "AAPL", Direction.BUY, Decimal("1E+1"), Decimal(1))
-    placed = await served.broker.place(request)
-    assert placed.qty == 10  # the fake refuses what it cannot read as a decimal
-
-
 async def test_a_500_after_accept_is_unknown_and_the_retry_finds_the_order(
     served: Served,
 ) -> None:

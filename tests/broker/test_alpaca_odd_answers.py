@@ -53,9 +53,12 @@ class Scripted:
 
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, str]] = {}
+        self.received: list[tuple[str, dict[str, str], bytes]] = []  # (route, headers, body)
 
     async def handle(self, request: web.Request) -> web.Response:
-        status, text = self.answers.get(f"{request.method} {request.path}", (404, "{}"))
+        route = f"{request.method} {request.path}"
+        self.received.append((route, dict(request.headers), await request.read()))
+        status, text = self.answers.get(route, (404, "{}"))
         return web.Response(status=status, text=text, content_type="application/json")
 
 
@@ -154,6 +157,30 @@ async def test_a_placement_with_no_positive_qty_is_refused_before_sending(
     for qty in (Decimal(0), Decimal(-1), Decimal("NaN")):
         with pytest.raises(BrokerRejected, match="positive"):
             await broker.place(OrderRequest(CID, "AAPL", Direction.BUY, qty, Decimal(1)))
+
+
+@pytest.mark.parametrize(
+    ("qty", "on_the_wire"), [("1E+1", "10"), ("1.50", "1.5"), ("0.123456789", "0.123456789")]
+)
+async def test_the_order_goes_out_as_a_market_day_order_in_plain_notation(
+    scripted: tuple[Scripted, AlpacaBroker], qty: str, on_the_wire: str
+) -> None:
+    server, broker = scripted
+    server.answers["POST /v2/orders"] = (200, json.dumps(_order(qty=on_the_wire)))
+    request = OrderRequest(CID, "AAPL", Direction.BUY, Decimal(qty), Decimal(100))
+    assert (await broker.place(request)).qty == Decimal(qty)
+    route, headers, body = server.received[-1]
+    assert route == "POST /v2/orders"
+    assert json.loads(body) == {
+        "symbol": "AAPL",
+        "qty": on_the_wire,
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "day",
+        "client_order_id": CID,
+    }
+    assert headers["APCA-API-KEY-ID"] == "odd-key-id-1234"
+    assert headers["APCA-API-SECRET-KEY"] == "odd-secret-5678"
 
 
 def test_a_base_url_that_is_not_http_is_a_config_error() -> None:

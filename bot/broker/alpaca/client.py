@@ -27,19 +27,16 @@ exception messages (a server text that echoes them is redacted).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
-import aiohttp
 from loguru import logger
 
 from bot.broker.alpaca import _wire
-from bot.broker.alpaca.pacing import SlidingWindowLimiter
+from bot.broker.alpaca._http import Answer, Credentials, NoAnswer, Transport, split_base_url
 from bot.broker.base import (
     AccountState,
     AssetInfo,
@@ -54,10 +51,12 @@ from bot.errors import (
     BrokerRateLimited,
     BrokerRejected,
     BrokerUnavailable,
-    ConfigError,
     OrderMismatch,
     OutcomeUnknown,
 )
+
+if TYPE_CHECKING:
+    from bot.broker.base import Broker
 
 _T = TypeVar("_T")
 _DUPLICATE_ID = "client_order_id must be unique"
@@ -68,57 +67,8 @@ _AUTH_HINT = (
 )
 
 
-class _Credentials:
-    """The keys, kept out of every ``repr`` (a traceback or a log of the object shows none)."""
-
-    __slots__ = ("_key_id", "_secret")
-
-    def __init__(self, key_id: str, secret: str) -> None:
-        self._key_id = key_id
-        self._secret = secret
-
-    def headers(self) -> dict[str, str]:
-        """An unset (empty) key is not sent: the gateway then answers 403 "forbidden."."""
-        pairs = (("APCA-API-KEY-ID", self._key_id), ("APCA-API-SECRET-KEY", self._secret))
-        return {name: value for name, value in pairs if value}
-
-    def redact(self, text: str) -> str:
-        """Hide the keys in a server's text (real keys are 20+ characters; a value shorter
-        than 8 would match ordinary words, so it is left alone)."""
-        for value in (self._secret, self._key_id):
-            if len(value) >= 8:
-                text = text.replace(value, "<redacted>")
-        return text
-
-    def __repr__(self) -> str:
-        return "<credentials redacted>"
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    body: bytes
-    reset_epoch_s: float | None  # X-Ratelimit-Reset
-
-
-class _NoAnswer(Exception):
-    """The request got no readable HTTP answer (timeout, refused or dropped connection)."""
-
-
-def _host_of(base_url: str) -> tuple[str, str]:
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"broker.alpaca.base_url = {base_url!r} is not an http(s) URL; "
-            'use e.g. "https://paper-api.alpaca.markets"'
-        )
-    host = parts.netloc.rpartition("@")[2]
-    path = parts.path.rstrip("/")
-    path = path.removesuffix("/v2")  # the client adds /v2/...; tolerate a base URL ending in it
-    return f"{parts.scheme}://{host}{path}", host
-
-
 def _retry_after(reset_epoch_s: float | None) -> float | None:
+    """Seconds until ``X-Ratelimit-Reset`` (epoch seconds), at least 0.5; None without one."""
     if reset_epoch_s is None:
         return None
     return max(reset_epoch_s - time.time(), 0.5)
@@ -139,11 +89,14 @@ class AlpacaBroker:
         timeout_s: float = 10.0,
         requests_per_minute: int = 200,
     ) -> None:
-        self._base_url, self._host = _host_of(base_url)
-        self._credentials = _Credentials(key_id, secret)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._limiter = SlidingWindowLimiter(requests_per_minute)
-        self._session: aiohttp.ClientSession | None = None
+        root, self._host = split_base_url(base_url)
+        self._credentials = Credentials(key_id, secret)
+        self._http = Transport(
+            root=root,
+            credentials=self._credentials,
+            timeout_s=timeout_s,
+            requests_per_minute=requests_per_minute,
+        )
 
     @property
     def host(self) -> str:
@@ -153,56 +106,18 @@ class AlpacaBroker:
         return f"AlpacaBroker(host={self._host!r})"
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._http.aclose()
 
-    # -- transport ---------------------------------------------------------------------------
+    # -- answers -----------------------------------------------------------------------------
 
-    async def _paced(self, *, placement: bool) -> None:
-        while (wait_s := self._limiter.delay(placement=placement)) > 0:
-            logger.debug("alpaca: pacing, next request in {:.2f} s", wait_s)
-            await asyncio.sleep(wait_s)
-        self._limiter.record()
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: dict[str, str] | None = None,
-        placement: bool = False,
-    ) -> _Answer:
-        await self._paced(placement=placement)
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        url = f"{self._base_url}{path}"
-        try:
-            async with self._session.request(
-                method, url, params=params, json=body, headers=self._credentials.headers()
-            ) as response:
-                data = await response.read()
-                reset = response.headers.get("X-Ratelimit-Reset")
-        except TimeoutError:
-            raise _NoAnswer(f"no answer within {self._timeout.total} s") from None
-        except aiohttp.ClientError as exc:
-            raise _NoAnswer(self._credentials.redact(f"{type(exc).__name__}: {exc}")) from None
-        try:
-            reset_epoch_s = float(reset) if reset is not None else None
-        except ValueError:
-            reset_epoch_s = None
-        logger.debug("alpaca {} {} → {}", method, path, response.status)
-        return _Answer(response.status, data, reset_epoch_s)
-
-    def _describe(self, what: str, answer: _Answer) -> tuple[int | None, str]:
+    def _describe(self, what: str, answer: Answer) -> tuple[int | None, str]:
         """``(code, text)``: the error body's code, and a one-line summary without the keys."""
         code, message = _wire.error_info(answer.body)
         text = f"{what}: HTTP {answer.status}"
         text += f" ({code}) {message}" if code is not None else f" {message}"
         return code, self._credentials.redact(text.rstrip())
 
-    def _common_refusal(self, what: str, answer: _Answer) -> Exception | None:
+    def _common_refusal(self, what: str, answer: Answer) -> Exception | None:
         """401/403/429: the same meaning for every request."""
         code, text = self._describe(what, answer)
         if answer.status == 401 or (answer.status == 403 and code is None):
@@ -213,12 +128,14 @@ class AlpacaBroker:
             return BrokerRateLimited(text, retry_after_s=_retry_after(answer.reset_epoch_s))
         return None
 
-    async def _read(self, path: str, params: dict[str, str] | None = None) -> Any | None:
+    async def _read(
+        self, path: str, params: dict[str, str] | None = None, *, placement: bool = False
+    ) -> Any | None:
         """GET a JSON body; ``None`` for a 404. Faults are :class:`BrokerUnavailable`."""
         what = f"GET {path}"
         try:
-            answer = await self._send("GET", path, params=params)
-        except _NoAnswer as exc:
+            answer = await self._http.send("GET", path, params=params, placement=placement)
+        except NoAnswer as exc:
             raise BrokerUnavailable(f"{what}: {exc}") from None
         if 200 <= answer.status < 300:
             try:
@@ -251,8 +168,8 @@ class AlpacaBroker:
             "client_order_id": order.client_order_id,
         }
         try:
-            answer = await self._send("POST", "/v2/orders", body=body, placement=True)
-        except _NoAnswer as exc:
+            answer = await self._http.send("POST", "/v2/orders", body=body, placement=True)
+        except NoAnswer as exc:
             raise OutcomeUnknown(f"{what}: {exc}") from None
         if 200 <= answer.status < 300:
             try:
@@ -275,7 +192,7 @@ class AlpacaBroker:
     async def _existing(self, order: OrderRequest, text: str) -> OrderState:
         """The 422 duplicate: the order exists; return it, or say it is not visible yet."""
         try:
-            state = await self.lookup(order.client_order_id)
+            state = await self._lookup(order.client_order_id, placement=True)
         except BrokerUnavailable as exc:
             # Not "nothing placed" (the order exists): the caller resolves it by lookup later.
             raise OutcomeUnknown(
@@ -286,8 +203,13 @@ class AlpacaBroker:
         return _checked(order, state)
 
     async def lookup(self, client_order_id: str) -> OrderState | None:
+        return await self._lookup(client_order_id, placement=False)
+
+    async def _lookup(self, client_order_id: str, *, placement: bool) -> OrderState | None:
+        """``placement``: the lookup finishes a placement (a 422 duplicate), so it goes first."""
         path = "/v2/orders:by_client_order_id"
-        value = await self._read(path, {"client_order_id": client_order_id})
+        params = {"client_order_id": client_order_id}
+        value = await self._read(path, params, placement=placement)
         return None if value is None else self._order(path, value)
 
     async def get_order(self, broker_order_id: str) -> OrderState | None:
@@ -344,8 +266,8 @@ class AlpacaBroker:
         path = f"/v2/orders/{quote(broker_order_id, safe='')}"
         what = f"DELETE {path}"
         try:
-            answer = await self._send("DELETE", path)
-        except _NoAnswer as exc:
+            answer = await self._http.send("DELETE", path)
+        except NoAnswer as exc:
             raise BrokerUnavailable(f"{what}: {exc}") from None
         if 200 <= answer.status < 300:
             return
@@ -397,3 +319,7 @@ def _checked(order: OrderRequest, state: OrderState) -> OrderState:
             f"but this execution is {order.side} {order.qty} {order.symbol}"
         )
     return state
+
+
+if TYPE_CHECKING:
+    _CONFORMS: type[Broker] = AlpacaBroker
