@@ -337,3 +337,33 @@ async def test_unknown_symbols(fake: FakeAlpaca, http: aiohttp.ClientSession) ->
     assert (asset["class"], asset["status"], asset["tradable"]) == ("us_equity", "active", True)
     assert (asset["fractionable"], asset["shortable"], asset["symbol"]) == (False, False, "FRAC")
     assert {"id", "exchange", "name", "marginable", "easy_to_borrow"} <= set(asset)
+
+
+async def test_average_price_weights_each_step() -> None:
+    fake = FakeAlpaca(step_s=SLOW, fill_steps=2)
+    async with served(fake) as http:
+        _, order = await call(http, "POST", "/v2/orders", json=order_body("w", qty="3"))
+        fake.step()  # 1 @ 100
+        fake.set_price("AAPL", Decimal("110.5"))
+        fake.step()  # 2 @ 110.5
+        _, now = await call(http, "GET", f"/v2/orders/{order['id']}")
+        assert (now["filled_qty"], now["filled_avg_price"]) == ("3", "107")
+        _, positions = await call(http, "GET", "/v2/positions")
+        assert positions[0]["avg_entry_price"] == "107"
+
+
+async def test_no_shorting_account_refuses_a_sell_beyond_the_position(
+    fake: FakeAlpaca, http: aiohttp.ClientSession
+) -> None:
+    fake.set_account(shorting_enabled=False)
+    status, body = await call(http, "POST", "/v2/orders", json=order_body("ns", side="sell"))
+    assert (status, body["code"], body["available"]) == (403, 40310000, "0")
+    assert fake.orders() == []
+
+
+async def test_unknown_endpoints_and_methods(http: aiohttp.ClientSession) -> None:
+    assert await call(http, "GET", "/v2/watchlists") == (
+        404,
+        {"code": 40410000, "message": "endpoint not found"},
+    )
+    assert (await call(http, "PUT", "/v2/orders"))[0] == 405

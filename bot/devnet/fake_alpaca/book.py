@@ -164,7 +164,7 @@ class Book:
         checked = check_body(body)
         if isinstance(checked, tuple):
             return checked
-        symbol, qty, side, cid = checked.symbol, checked.qty, checked.side, checked.cid
+        symbol, qty, side = checked.symbol, checked.qty, checked.side
         asset, plan = self.asset(symbol), self.plans.get(symbol, "fill")
         if not asset.known:
             return 422, wire.error(42210000, f'asset "{symbol}" not found')
@@ -189,8 +189,9 @@ class Book:
                 return 403, wire.error(40310000, "insufficient buying power",
                                        buying_power=wire.plain(available),
                                        cost_basis=wire.plain(cost))  # fmt: skip
-        if cid in self.by_cid:
+        if checked.cid in self.by_cid:
             return 422, dict(wire.DUPLICATE_ID)
+        cid = checked.cid or self.new_uuid()
         status = "new" if self.is_open and plan != "reject_later" else "accepted"
         order = self._create(cid=cid, symbol=symbol, side=side, qty=qty, status=status,
                              plan=plan, fields=checked.fields)  # fmt: skip

@@ -4,7 +4,8 @@ Life of an order (ALPACA.md §3): POST answers ``new`` while the market is open,
 it is closed [D5][D9]; ``open_market`` routes accepted orders (``new``). Each fill step (the
 server ticks every ``step_s``) moves a working order ``new → partially_filled … → filled`` over
 ``fill_steps`` steps, at the symbol's price of that step (``filled_avg_price`` is the weighted
-mean). A cancel or a day's close ends it as ``canceled`` / ``expired`` and keeps what filled.
+mean; limit and stop prices are recorded, not enforced). A cancel or a day's close ends it as
+``canceled`` / ``expired`` and keeps what filled.
 
 A *plan* (``FakeAlpaca.script``) bends the life of the orders placed after it:
 

@@ -13,7 +13,6 @@ List query (§5 [D4]): ``status`` open (default)/closed/all, ``after``/``until``
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,7 +36,7 @@ class PostedOrder:
     symbol: str
     qty: Decimal
     side: str
-    cid: str
+    cid: str | None  # None: the book gives the order a uuid
     fields: dict[str, Any]  # Order keyword fields: type, time_in_force, prices, extended_hours
 
 
@@ -96,7 +95,7 @@ def check_body(body: object) -> PostedOrder | tuple[int, dict[str, Any]]:
         return 422, wire.invalid("invalid client_order_id")
     if cid and len(cid) > MAX_CLIENT_ID:
         return 422, wire.invalid("client_order_id must be no more than 128 characters")
-    return PostedOrder(symbol.strip().upper(), qty, side, cid or str(uuid.uuid4()), fields)
+    return PostedOrder(symbol.strip().upper(), qty, side, cid or None, fields)
 
 
 def list_orders(orders: Sequence[Order], query: dict[str, str]) -> tuple[int, Any]:

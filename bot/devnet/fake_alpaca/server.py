@@ -15,10 +15,8 @@ called from any thread while the server runs in its own loop (``serve_in_thread`
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import json
-import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,6 +31,7 @@ from bot.devnet.fake_alpaca import views, wire
 from bot.devnet.fake_alpaca.book import AccountFlags, Asset, Book, Reply
 from bot.devnet.fake_alpaca.faults import BEFORE, Fault, FaultPlan
 from bot.devnet.fake_alpaca.orders import PLANS
+from bot.devnet.fake_alpaca.ratelimit import RateWindow
 from bot.devnet.fake_alpaca.routes import ROUTE_TABLE
 
 Handler = Callable[["FakeAlpaca", web.Request], Awaitable[Reply]]
@@ -55,7 +54,6 @@ class FakeAlpaca:
     ) -> None:
         self._key_id, self._secret = key_id, secret
         self._step_s = step_s
-        self._rate_limit = rate_limit_per_min
         self._lock = threading.Lock()
         self.book = Book(
             now=time.time_ns,
@@ -66,7 +64,7 @@ class FakeAlpaca:
             flags=AccountFlags(buying_power_base=buying_power),
         )
         self._faults = FaultPlan(seed)
-        self._window: collections.deque[float] = collections.deque()
+        self._rate = RateWindow(rate_limit_per_min)
         self._clock_now: datetime | None = None
         self._next_open: datetime | None = None
         self._next_close: datetime | None = None
@@ -159,15 +157,20 @@ class FakeAlpaca:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         route = _route_key(request)
-        if route is None:
-            return self._finish(404, wire.error(40410000, "endpoint not found"))
+        if route is None:  # no such endpoint (404) or method (405)
+            refusal = request.match_info.http_exception
+            status = refusal.status if refusal is not None else 404
+            message = "endpoint not found" if status == 404 else "method not allowed"
+            return self._finish(status, wire.error(status * 100000 + 10000, message))
         if route == "POST /v2/orders":
             await self._count_attempt(request)
         with self._lock:
             fault = self._faults.take(route)
         if fault is not None and fault.kind in BEFORE:
             return self._answer_fault(request, fault)
-        if self._rate_limited():
+        with self._lock:
+            admitted = self._rate.admit(time.time())
+        if not admitted:
             return self._finish(429, dict(wire.RATE_LIMITED))
         key, secret = (request.headers.get(h) for h in ("APCA-API-KEY-ID", "APCA-API-SECRET-KEY"))
         if key is None or secret is None:
@@ -212,31 +215,9 @@ class FakeAlpaca:
             with self._lock:
                 self.book.attempts[cid] = self.book.attempts.get(cid, 0) + 1
 
-    def _rate_limited(self) -> bool:
-        now = time.time()
-        with self._lock:
-            while self._window and self._window[0] <= now - 60:
-                self._window.popleft()
-            if len(self._window) >= self._rate_limit:
-                return True
-            self._window.append(now)
-            return False
-
-    def _rate_headers(self, *, reset_in_1s: bool = False) -> dict[str, str]:
-        now = time.time()
-        with self._lock:
-            used = len(self._window)
-            oldest = self._window[0] if self._window else now
-        reset = math.ceil(now + 1) if reset_in_1s else math.ceil(oldest + 60)
-        remaining = 0 if reset_in_1s else max(0, self._rate_limit - used)
-        return {
-            "X-Ratelimit-Limit": str(self._rate_limit),
-            "X-Ratelimit-Remaining": str(remaining),
-            "X-Ratelimit-Reset": str(reset),
-        }
-
     def _finish(self, status: int, body: Any, *, reset_in_1s: bool = False) -> web.Response:
-        headers = self._rate_headers(reset_in_1s=reset_in_1s)
+        with self._lock:
+            headers = self._rate.headers(time.time(), reset_in_1s=reset_in_1s)
         if body is None:
             return web.Response(status=status, headers=headers)
         if isinstance(body, str):
@@ -357,19 +338,24 @@ class FakeAlpaca:
 
     # ----- inspection (thread-safe) -----
     def orders(self) -> list[dict[str, Any]]:
+        """The wire JSON of every order (foreign ones included), in creation order."""
         with self._lock:
             return [o.to_wire() for o in self.book.order_list]
 
     def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
+        """The order's wire JSON, ignoring ``lookup_lag_s`` (that lag is the API's, not ours)."""
         with self._lock:
             order = self.book.by_cid.get(client_order_id)
             return None if order is None else order.to_wire()
 
     def post_attempts(self, client_order_id: str) -> int:
+        """POSTs that reached the server with this id in a JSON body: refused ones and ones
+        answered by an injected fault included."""
         with self._lock:
             return self.book.attempts.get(client_order_id, 0)
 
     def signed_filled(self, symbol: str) -> Decimal:
+        """Σ ``filled_qty`` over the symbol's orders (foreign ones included), buys +, sells -."""
         with self._lock:
             symbol = symbol.upper()
             orders = self.book.order_list
