@@ -218,8 +218,20 @@ async def test_foreign_orders_show_in_history_and_fills(
         ("manual-1", "canceled", "0"),
     ]
     assert fake.signed_filled("AAPL") == -4
+    fake.add_foreign_order("manual-2", "MSFT", "buy", Decimal(5), status="partially_filled")
+    _, open_orders = await call(http, "GET", "/v2/orders")
+    assert [(o["client_order_id"], o["status"], o["filled_qty"]) for o in open_orders] == [
+        ("manual-2", "partially_filled", "2")
+    ]
+    fake.step()
+    assert fake.signed_filled("MSFT") == 2  # a foreign order never moves by itself
+    with pytest.raises(ValueError, match="already used"):
+        fake.add_foreign_order("manual-2", "MSFT", "buy", Decimal(1))
     _, positions = await call(http, "GET", "/v2/positions")
-    assert [(p["symbol"], p["qty"], p["side"]) for p in positions] == [("AAPL", "4", "short")]
+    assert [(p["symbol"], p["qty"], p["side"]) for p in positions] == [
+        ("AAPL", "4", "short"),
+        ("MSFT", "2", "long"),
+    ]
     assert await call(http, "POST", "/v2/orders", json=order_body("bot-other-7")) == (
         422,
         {"code": 40010001, "message": "client_order_id must be unique"},

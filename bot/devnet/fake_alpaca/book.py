@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.devnet.fake_alpaca import wire
-from bot.devnet.fake_alpaca.orders import TERMINAL, Order, advance
+from bot.devnet.fake_alpaca.orders import TERMINAL, Order, advance, half
 from bot.devnet.fake_alpaca.params import check_body, list_orders
 
 Reply = tuple[int, Any]
@@ -286,13 +286,15 @@ class Book:
     # ----- set-up by tests -----
     def add_foreign(self, cid: str, symbol: str, side: str, qty: Decimal, status: str) -> None:
         """An order the bot did not create: ``filled`` fills at once (moving the position),
-        ``partially_filled`` fills half; open statuses stay as they are."""
+        ``partially_filled`` fills half; other statuses are taken as they are (never filling)."""
         if cid in self.by_cid:
             raise ValueError(f"client_order_id {cid!r} already used")
+        if side not in ("buy", "sell") or not qty > 0:
+            raise ValueError("side must be buy or sell and qty > 0")
         order = self._create(cid=cid, symbol=symbol, side=side, qty=qty, status="new",
                              plan="never_fill")  # fmt: skip
         if status in ("filled", "partially_filled"):
-            order.fill(qty if status == "filled" else qty / 2, self.price(symbol), self.now())
+            order.fill(qty if status == "filled" else half(qty), self.price(symbol), self.now())
             self._record_fill(order, Decimal(0))
         elif status in ("canceled", "expired", "rejected"):
             order.end(status, self.now())

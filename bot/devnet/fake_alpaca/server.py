@@ -28,17 +28,24 @@ from typing import Any
 from aiohttp import web
 
 from bot.devnet.fake_alpaca import views, wire
-from bot.devnet.fake_alpaca.book import AccountFlags, Asset, Book, Reply
+from bot.devnet.fake_alpaca.book import AccountFlags, Asset, Book
 from bot.devnet.fake_alpaca.faults import BEFORE, Fault, FaultPlan
 from bot.devnet.fake_alpaca.orders import PLANS
 from bot.devnet.fake_alpaca.ratelimit import RateWindow
 from bot.devnet.fake_alpaca.routes import ROUTE_TABLE
 
-Handler = Callable[["FakeAlpaca", web.Request], Awaitable[Reply]]
 _NOT_ANSWERED = 0  # status logged in ``requests`` for a dropped connection
 
 
 class FakeAlpaca:
+    """One fake paper account behind a loopback HTTP server.
+
+    Defaults: the market is open; any symbol is a known, tradable, fractionable, shortable
+    ``us_equity`` priced 100; orders fill over ``fill_steps`` steps ``step_s`` apart; ids are
+    seeded by ``seed``. ``requests`` logs ``(method, path, status)`` of every request, status 0
+    for one answered by closing the connection.
+    """
+
     def __init__(
         self,
         *,
@@ -276,6 +283,7 @@ class FakeAlpaca:
             self.book.close_market()
 
     def set_price(self, symbol: str, price: Decimal) -> None:
+        """The price of the next fill steps (and of positions' market value)."""
         with self._lock:
             self.book.prices[symbol.upper()] = price
 
@@ -292,12 +300,16 @@ class FakeAlpaca:
             self.book.assets[symbol.upper()] = Asset(tradable, fractionable, shortable, known)
 
     def set_position(self, symbol: str, qty: Decimal) -> None:
+        """The account holds exactly ``qty`` (signed) from now on, entered at the current price;
+        later fills move it."""
         with self._lock:
             self.book.set_position(symbol.upper(), qty)
 
     def add_foreign_order(
         self, client_order_id: str, symbol: str, side: str, qty: Decimal, status: str = "filled"
     ) -> None:
+        """Order history the bot did not create, submitted now; a ``filled`` one moves the
+        position. Its id is taken (a POST with it is a duplicate)."""
         with self._lock:
             self.book.add_foreign(client_order_id, symbol.upper(), side, qty, status)
 
@@ -325,10 +337,12 @@ class FakeAlpaca:
             self.book.plans[symbol.upper()] = plan
 
     def inject(self, route: str, fault: str, count: int = 1, *, delay_s: float = 2.0) -> None:
+        """Answer the next ``count`` requests of ``route`` with ``fault`` (see :mod:`faults`)."""
         with self._lock:
             self._faults.inject(route, fault, count, delay_s)
 
     def random_faults(self, route: str, probabilities: dict[str, float]) -> None:
+        """Every request of ``route`` rolls once (dice seeded by ``seed``) for these faults."""
         with self._lock:
             self._faults.set_random(route, probabilities)
 
