@@ -185,6 +185,23 @@ async def test_a_duplicate_not_visible_yet_is_unknown(lagging: Served) -> None:
     assert orders_under(lagging, request.client_order_id) == 1
 
 
+@pytest.mark.parametrize("fault", ["500_before", "429"])
+async def test_a_duplicate_whose_lookup_fails_is_unknown_never_rate_limited(
+    served: Served, fault: str
+) -> None:
+    """The order exists, so the caller must resolve it, not treat it as "nothing placed"."""
+    request = order()
+    served.fake.inject("POST /v2/orders", "500_after")
+    with pytest.raises(OutcomeUnknown):
+        await served.broker.place(request)
+    served.fake.inject("GET /v2/orders:by_client_order_id", fault)
+    with pytest.raises(OutcomeUnknown, match="lookup failed") as caught:
+        await served.broker.place(request)
+    assert not isinstance(caught.value, BrokerRateLimited)
+    assert (caught.value.retry_after_s is not None) is (fault == "429")
+    assert orders_under(served, request.client_order_id) == 1
+
+
 async def test_429_is_rate_limited_with_the_reset_as_the_wait(served: Served) -> None:
     request = order()
     served.fake.inject("POST /v2/orders", "429")

@@ -250,10 +250,12 @@ class AlpacaBroker:
             last: datetime | None = None
             for obj in page:
                 try:
-                    state = self._order(path, obj)
-                except OrderMismatch:
+                    state = _wire.order_state(obj)
+                except _wire.NotionalOrder:
                     logger.debug("alpaca: leaving out a notional order in {}", path)
                     continue
+                except _wire.WireError as exc:
+                    raise BrokerUnavailable(f"GET {path}: unreadable answer: {exc}") from None
                 last = state.submitted_at or last
                 if state.broker_order_id not in seen:
                     seen[state.broker_order_id] = state
