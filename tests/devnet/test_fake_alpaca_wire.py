@@ -72,7 +72,7 @@ async def test_drops_close_the_connection_without_an_answer(
 async def test_slow_after_lands_after_the_client_gave_up(
     fake: FakeAlpaca, http: aiohttp.ClientSession
 ) -> None:
-    fake.inject("POST /v2/orders", "slow_after", delay_s=0.5)
+    fake.inject("POST /v2/orders", "slow_after", delay_s=1.5)
     with pytest.raises(TimeoutError):
         await call(
             http,
