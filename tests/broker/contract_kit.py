@@ -5,7 +5,20 @@ demonstrate. Each contract case names the one capability it needs and is paramet
 exactly the brokers that declare it (:func:`brokers_with`), so no case is ever skipped: a broker
 that cannot show a behaviour (the stateless dry-run broker cannot lose an answer) simply does
 not run that case. To add a broker, add a :class:`BrokerKind` with a factory that yields a
-:class:`BrokerUnderTest` and a :class:`Remote` for its far side.
+:class:`BrokerUnderTest` and a :class:`Remote` for its far side, e.g. for the engine's test
+double (``tests/engine/engine_kit.py``)::
+
+    class FakeBrokerRemote(NoRemote):
+        def __init__(self, broker: FakeBroker) -> None:
+            self.broker = broker
+        def orders_with(self, client_order_id: str) -> int:
+            return self.broker.placed.count(client_order_id)
+
+    REGISTRY["engine-fake"] = BrokerKind(frozenset({SAME_STATE_ON_DUPLICATE, FILLS,
+        FILLS_AT_ONCE, REMEMBERS_ORDERS}), _engine_fake)
+
+A case calls only the :class:`Remote` methods its capability needs (:class:`NoRemote` fails
+loudly on any other).
 """
 
 from __future__ import annotations
@@ -128,7 +141,7 @@ async def _dry_run() -> AsyncIterator[BrokerUnderTest]:
 
 FAKE_KEY_ID = "contract-key-id"
 FAKE_SECRET = "contract-secret-value"
-ALPACA_TIMEOUT_S = 0.5  # short: "timeout" answers arrive after 2 s
+ALPACA_TIMEOUT_S = 1.0  # the client gives up after 1 s; a "timeout" answer comes after 2.5 s
 
 
 class FakeAlpacaRemote:
@@ -147,7 +160,7 @@ class FakeAlpacaRemote:
 
     def lose_next_answer(self, how: str) -> None:
         fault = {"5xx": "500_after", "drop": "drop_after", "timeout": "slow_after"}[how]
-        self.fake.inject("POST /v2/orders", fault, count=1, delay_s=ALPACA_TIMEOUT_S * 4)
+        self.fake.inject("POST /v2/orders", fault, count=1, delay_s=ALPACA_TIMEOUT_S * 2.5)
 
     def refuse_account(self) -> None:
         self.fake.set_account(buying_power=Decimal(0))
