@@ -59,7 +59,10 @@ class Scripted:
         route = f"{request.method} {request.path}"
         self.received.append((route, dict(request.headers), await request.read()))
         status, text = self.answers.get(route, (404, "{}"))
-        return web.Response(status=status, text=text, content_type="application/json")
+        headers = {"Location": request.path} if 300 <= status < 400 else None
+        return web.Response(
+            status=status, text=text, content_type="application/json", headers=headers
+        )
 
 
 @pytest.fixture
@@ -136,6 +139,10 @@ async def test_the_duplicate_is_matched_by_message_whatever_its_code(
     )
     with pytest.raises(BrokerRejected, match="qty must be integer"):
         await broker.place(REQUEST)
+    server.answers["POST /v2/orders"] = (307, "")  # never followed: it would send it again
+    with pytest.raises(OutcomeUnknown, match="307"):
+        await broker.place(REQUEST)
+    assert [r[0] for r in server.received].count("POST /v2/orders") == 3
     server.answers["POST /v2/orders"] = (409, "conflict")
     with pytest.raises(BrokerRejected, match="409"):
         await broker.place(REQUEST)

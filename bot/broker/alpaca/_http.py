@@ -3,7 +3,8 @@
 Rules:
 
 - One request per call, never resent by this code (see the client's docstring for aiohttp's
-  own resend of an idempotent request on a closed connection).
+  own resend of an idempotent request on a closed connection) and never redirected: a 3xx is an
+  answer like any other (for a placement: an unknown outcome).
 - Every request waits for its turn in the account's window (:mod:`.pacing`); placements first.
 - The keys go out as the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers and nowhere else:
   :class:`Credentials` has no readable ``repr``, and text built from a server's answer or an
@@ -120,6 +121,7 @@ class Transport:
                 params=params,
                 json=body,
                 headers=self.credentials.headers(),
+                allow_redirects=False,  # a followed 307 would send the order a second time
             ) as response:
                 data = await response.read()
                 reset = response.headers.get("X-Ratelimit-Reset")
