@@ -1,0 +1,1 @@
+"""Operations: alert conditions, the alert sink (webhook) and the heartbeat (SPEC §10)."""
