@@ -170,6 +170,19 @@ async def test_500s_and_a_dropped_connection_are_retried_until_accepted(
     assert sink.failed == 0
 
 
+async def test_a_timeout_is_retried(receiver: tuple[Receiver, str]) -> None:
+    hook, url = receiver
+    hook.script = ["hang"]
+    sink = fast_sink(url, timeout_s=0.3)
+    await sink.start()
+    try:
+        sink.emit(parked("AAPL"))
+        await until(lambda: sink.sent == 1)
+    finally:
+        await sink.aclose()
+    assert hook.attempts == 2 and [a["ticker"] for a in hook.accepted] == ["AAPL"]
+
+
 async def test_a_webhook_that_keeps_failing_is_given_up_after_max_tries(
     receiver: tuple[Receiver, str],
 ) -> None:
@@ -286,8 +299,8 @@ async def test_the_webhook_token_never_appears_in_the_logs(
             await sink.aclose()
         logger.remove(handle)
     assert sinks[1].failed >= 1 and sinks[1].dropped >= 1  # refused, retried, given up, dropped
-    assert sinks[0].sent == 1  # A: 500, dropped, then accepted
-    assert sinks[0].failed == 2  # B and C: the 400 and the redirect are final
+    assert sinks[0].failed == 2  # A: 500, dropped, then a final 400; B: a redirect, final
+    assert sinks[0].sent == 1  # C accepted
     assert any("not delivered" in line for line in lines)
     assert any("HTTP 400" in line for line in lines)
     assert any("<redacted>" in line for line in lines)
