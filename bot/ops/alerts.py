@@ -128,6 +128,14 @@ class AlertSink:
             alert = await self._queue.get()
             try:
                 await self._deliver(alert)
+            except Exception as exc:  # one bad delivery must not end alerting for good
+                self.failed += 1
+                logger.error(
+                    "alert {} not delivered: {}: {}",
+                    _label(alert),
+                    type(exc).__name__,
+                    self._scrub(str(exc)),
+                )
             finally:
                 self._queue.task_done()
 

@@ -89,6 +89,10 @@ class Alert:
         clash = RESERVED_FIELDS & set(self.details)
         if clash:
             raise ValueError(f"alert details may not override {sorted(clash)}")
+        for name, value in self.details.items():
+            # Amounts go as decimal strings: a float would round, a Decimal is not JSON.
+            if value is not None and not isinstance(value, str | int):
+                raise TypeError(f"alert detail {name!r} must be str, int, bool or None")
 
     @property
     def is_cleared(self) -> bool:

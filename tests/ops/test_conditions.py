@@ -109,6 +109,10 @@ def test_alerts_need_aware_times_and_keep_their_fields() -> None:
         Alert(AlertKind.PAUSED, "x", datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="override"):
         Alert(AlertKind.PAUSED, "x", T0, details={"kind": "other"})
+    for bad in (Decimal("1.5"), 1.5, ["a"]):
+        with pytest.raises(TypeError, match="'shares' must be"):
+            Alert(AlertKind.DRIFT, "x", T0, details={"shares": bad})  # type: ignore[dict-item]
+    assert Alert(AlertKind.DRIFT, "x", T0, details={"a": "1", "b": 2, "c": True, "d": None})
 
 
 def test_deep_reorg_is_deeper_than_three_blocks() -> None:
