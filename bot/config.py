@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from bot.errors import ConfigError
@@ -93,8 +95,22 @@ class LiveSettings(_Section):
     stale_after_s: float = Field(default=60, gt=0)
 
 
+def _threshold(value: object) -> Decimal:
+    # TOML gives 0.5 as a float: read its text exactly, never through binary floating point
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValueError("a number of shares > 0, e.g. 1 (or 0.5 with broker.fractional = true)")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError("a number of shares > 0") from None
+    if not number.is_finite() or number <= 0:
+        raise ValueError("a number of shares > 0")
+    return number
+
+
 class AccumulatorSettings(_Section):
-    threshold_shares: int = Field(default=1, ge=1)
+    threshold_shares: Annotated[Any, AfterValidator(_threshold)] = Decimal(1)
+    batch_events: int = Field(default=2000, ge=1, le=100_000)
     stablecoins: list[str] = Field(default_factory=lambda: ["USDC"], min_length=1)
     equity_suffixes: list[str] = Field(default_factory=lambda: ["s1", "0x"])
     equity_prefixes: list[str] = Field(default_factory=lambda: ["wt"])
@@ -108,14 +124,20 @@ class AccumulatorSettings(_Section):
 
 
 class AlpacaSettings(_Section):
-    base_url: str = "https://paper-api.alpaca.markets"
+    base_url: Annotated[str, AfterValidator(_http_url)] = "https://paper-api.alpaca.markets"
     api_key_id: SecretStr = SecretStr("")
     api_secret: SecretStr = SecretStr("")
+    poll_interval_s: float = Field(default=1, gt=0)
+    timeout_s: float = Field(default=10, gt=0)
 
 
 class BrokerSettings(_Section):
     kind: Literal["dry-run", "alpaca"] = "dry-run"
     max_rejections: int = Field(default=3, ge=1)
+    rejection_backoff_s: float = Field(default=30, ge=0)
+    market_hours: bool = True
+    fractional: bool = False
+    reconcile_every_s: float = Field(default=300, gt=0)
     alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
 
 
@@ -133,6 +155,26 @@ class Settings(_Section):
     accumulator: AccumulatorSettings = Field(default_factory=AccumulatorSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="after")
+    def _whole_threshold_without_fractional(self) -> Settings:
+        threshold = self.accumulator.threshold_shares
+        if not self.broker.fractional and (threshold < 1 or threshold != int(threshold)):
+            raise ValueError(
+                f"accumulator.threshold_shares = {threshold}: a fractional threshold needs "
+                "broker.fractional = true; otherwise use a whole number >= 1"
+            )
+        if self.broker.kind == "alpaca":
+            missing = [
+                key
+                for key in ("api_key_id", "api_secret")
+                if not getattr(self.broker.alpaca, key).get_secret_value()
+            ]
+            if missing:
+                names = " and ".join(f"broker.alpaca.{key}" for key in missing)
+                envs = " / ".join(f"BOT__BROKER__ALPACA__{key.upper()}" for key in missing)
+                raise ValueError(f'broker.kind = "alpaca" needs {names} (set {envs})')
+        return self
 
     def database_path(self, base: Path) -> Path:
         """The database file, relative paths taken from the config file's folder."""
@@ -196,6 +238,9 @@ def _format_errors(
     lines = []
     for error in exc.errors():
         path = tuple(error["loc"])
+        if not path:  # a rule across keys: its message names them
+            lines.append(_describe(error))
+            continue
         key = ".".join(str(part) for part in path)
         secret = any(str(part) in ("api_secret", "api_key_id") for part in path)
         value = "<redacted>" if secret else repr(_lookup(data, path))
@@ -326,6 +371,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for key in ("api_key_id", "api_secret"):
         secret: SecretStr = getattr(settings.broker.alpaca, key)
         alpaca[key] = "<redacted>" if secret.get_secret_value() else ""
+    data["accumulator"]["threshold_shares"] = format(settings.accumulator.threshold_shares, "f")
     data["chain"]["ws_url"] = redact_url(settings.chain.ws_url)
     data["chain"]["http_url"] = redact_url(settings.chain.http_url)
     return data

@@ -27,10 +27,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from copy import copy
+from datetime import datetime
 from decimal import Decimal
 
 from bot.core import amounts
 from bot.core.amounts import EXACT, ZERO
+from bot.core.hedging import check_threshold, hedge_for
 from bot.core.lots import (
     MAX_CLIENT_ORDER_ID_LENGTH,
     Changes,
@@ -71,7 +73,7 @@ class Accumulator:
     def __init__(
         self,
         *,
-        threshold: int,
+        threshold: Decimal | int,
         max_rejections: int,
         instance_id: str,
         next_execution_id: int,
@@ -85,14 +87,12 @@ class Accumulator:
 
         Raises ``ValueError`` if that state is inconsistent (see the module invariants).
         """
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-            raise ValueError(f"threshold must be a whole number >= 1, got {threshold!r}")
+        self._threshold = check_threshold(threshold, fractional=True)
         if isinstance(max_rejections, bool) or not isinstance(max_rejections, int):
             raise ValueError(f"max_rejections must be an integer, got {max_rejections!r}")
         if max_rejections < 1:
             raise ValueError(f"max_rejections must be >= 1, got {max_rejections}")
         client_order_id(instance_id, next_execution_id)  # validates both
-        self._threshold = threshold
         self._max_rejections = max_rejections
         self._instance_id = instance_id
         self._next_id = next_execution_id
@@ -111,7 +111,7 @@ class Accumulator:
     # ----------------------------------------------------------------------------- queries
 
     @property
-    def threshold(self) -> int:
+    def threshold(self) -> Decimal:
         return self._threshold
 
     @property
@@ -186,22 +186,30 @@ class Accumulator:
             self._dirty_lots[trade_id] = lot
         self._prune(trade.ticker)
 
-    def maybe_hedge(self, ticker: str, *, paused: bool = False) -> Execution | None:
+    def maybe_hedge(
+        self,
+        ticker: str,
+        *,
+        blocked: bool = False,
+        fractional: bool = False,
+        broker_long: Decimal = ZERO,
+        now: datetime | None = None,
+    ) -> Execution | None:
         """Create the ticker's next PENDING execution if SPEC §4 asks for one, else ``None``.
 
-        Needs: not paused, not parked, nothing in flight for the ticker, ``|unhedged| >=
-        threshold``. The execution is ``floor(|unhedged|)`` shares on the offsetting broker side,
-        linked to the oldest open quantity of the hedged direction.
+        Needs: no blocking reason (``blocked``), not parked, nothing in flight for the ticker,
+        ``|unhedged|`` at the effective threshold (:func:`bot.core.hedging.hedge_for`). The
+        execution is linked to the oldest open quantity of the hedged direction.
         """
         position = self._positions.get(ticker)
-        if position is None or paused or position.parked or ticker in self._in_flight_by_ticker:
+        if position is None or blocked or position.parked or ticker in self._in_flight_by_ticker:
             return None
-        unhedged = position.unhedged
-        magnitude = EXACT.abs(unhedged)
-        if magnitude < self._threshold:
+        hedge = hedge_for(
+            position.unhedged, self._threshold, fractional=fractional, broker_long=broker_long
+        )
+        if hedge is None:
             return None
-        shares = int(magnitude)  # truncation of a non-negative value is floor
-        direction = Direction.BUY if unhedged < 0 else Direction.SELL
+        shares, direction = hedge.shares, hedge.direction
         plan, uncovered = take_oldest(self._lots.get(ticker, []), direction.opposite, shares)
         if uncovered != 0:  # impossible while Σ signed open == unhedged holds
             raise RuntimeError(f"{ticker}: open lots do not cover {shares} shares")
@@ -211,6 +219,7 @@ class Accumulator:
             direction=direction,
             shares=shares,
             client_order_id=client_order_id(self._instance_id, self._next_id),
+            created_at=now,
         )
         self._next_id += 1
         links: list[Link] = []
@@ -223,9 +232,54 @@ class Accumulator:
         self._executions[execution.id] = execution
         self._links[execution.id] = links
         self._in_flight_by_ticker[ticker] = execution.id
-        position.in_flight = amounts.add(position.in_flight, signed(direction, Decimal(shares)))
+        position.in_flight = amounts.add(position.in_flight, signed(direction, shares))
         self._dirty_executions[execution.id] = execution
         self._dirty_positions[ticker] = position
+        return copy(execution)
+
+    def book_baseline(
+        self, ticker: str, broker_quantity: Decimal, *, now: datetime | None = None
+    ) -> Execution:
+        """Book a position found at the broker as this bot's earlier hedge (``bot baseline
+        --as-hedged``): a FILLED execution of kind ``baseline``, no order, linked to the oldest
+        open quantity it hedges. ``ValueError`` if that quantity does not cover it (book the
+        history first) or an execution is in flight for the ticker."""
+        if broker_quantity == 0:
+            raise ValueError(f"{ticker}: a baseline of 0 shares books nothing")
+        if ticker in self._in_flight_by_ticker:
+            raise ValueError(f"{ticker}: an execution is in flight; try again when it ended")
+        direction = Direction.BUY if broker_quantity > 0 else Direction.SELL
+        shares = EXACT.abs(broker_quantity)
+        position = self._position_for(ticker)
+        plan, uncovered = take_oldest(self._lots.get(ticker, []), direction.opposite, shares)
+        if uncovered != 0:
+            raise ValueError(
+                f"the broker's {broker_quantity} {ticker} exceeds the open on-chain quantity "
+                f"by {uncovered}: let the backfill book the history first, or use --as-outside"
+            )
+        execution = Execution(
+            id=self._next_id,
+            ticker=ticker,
+            direction=direction,
+            shares=shares,
+            client_order_id=f"baseline-{self._instance_id}-{self._next_id}",
+            status=ExecutionStatus.FILLED,
+            filled_shares=shares,
+            reason="baseline: the broker's position booked as this bot's earlier hedge",
+            kind="baseline",
+            created_at=now,
+        )
+        self._next_id += 1
+        for seq, (lot, quantity) in enumerate(plan):
+            lot.linked = amounts.add(lot.linked, quantity)
+            self._dirty_lots[lot.trade_id] = lot
+            self._dirty_links[(execution.id, lot.trade_id)] = Link(
+                execution.id, lot.trade_id, quantity, seq
+            )
+        position.hedged = amounts.add(position.hedged, signed(direction, shares))
+        self._dirty_positions[ticker] = position
+        self._dirty_executions[execution.id] = execution
+        self._prune(ticker)
         return copy(execution)
 
     def mark_submitted(self, execution_id: int, broker_order_id: str) -> None:
@@ -240,6 +294,41 @@ class Accumulator:
                 f"execution {execution_id} already submitted as {execution.broker_order_id!r}"
             )
         execution.status = ExecutionStatus.SUBMITTED
+        execution.broker_order_id = broker_order_id
+        self._dirty_executions[execution_id] = execution
+
+    def note_lookup(
+        self,
+        execution_id: int,
+        *,
+        unknown_at: datetime | None = None,
+        not_found_at: datetime | None = None,
+        found: bool = False,
+    ) -> None:
+        """Record what an attempt taught about an in-flight execution (SPEC §5's clocks).
+
+        ``unknown_at``: an attempt's outcome was unknown (kept from the first such attempt on);
+        ``not_found_at``: a lookup said "not found" (kept from the first of a run of them);
+        ``found``: the broker knows the order, which ends a run of "not found".
+        """
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            raise KeyError(f"execution {execution_id} is not in flight")
+        before = (execution.unknown_since, execution.not_found_since)
+        if unknown_at is not None and execution.unknown_since is None:
+            execution.unknown_since = unknown_at
+        if found:
+            execution.not_found_since = None
+        elif not_found_at is not None and execution.not_found_since is None:
+            execution.not_found_since = not_found_at
+        if (execution.unknown_since, execution.not_found_since) != before:
+            self._dirty_executions[execution_id] = execution
+
+    def follow_replacement(self, execution_id: int, broker_order_id: str) -> None:
+        """A SUBMITTED order was replaced (``replaced_by``): follow the new broker id."""
+        execution = self._executions.get(execution_id)
+        if execution is None or execution.status is not ExecutionStatus.SUBMITTED:
+            raise KeyError(f"execution {execution_id} is not submitted and in flight")
         execution.broker_order_id = broker_order_id
         self._dirty_executions[execution_id] = execution
 
@@ -270,7 +359,7 @@ class Accumulator:
                 f"execution {execution_id}: filled {filled} outside 0..{execution.shares}"
             )
         ticker = execution.ticker
-        to_trim = amounts.sub(Decimal(execution.shares), filled)
+        to_trim = amounts.sub(execution.shares, filled)
         for link in reversed(self._links[execution_id]):
             if to_trim == 0:
                 break
@@ -289,7 +378,7 @@ class Accumulator:
 
         position = self._positions[ticker]
         position.in_flight = amounts.sub(
-            position.in_flight, signed(execution.direction, Decimal(execution.shares))
+            position.in_flight, signed(execution.direction, execution.shares)
         )
         position.hedged = amounts.add(position.hedged, signed(execution.direction, filled))
         if filled > 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from bot.core import amounts
@@ -76,18 +77,25 @@ class Link:
 
 @dataclass(slots=True)
 class Execution:
-    """One broker order of whole shares; ``direction`` is the broker side."""
+    """One broker order (whole shares unless fractional, SPEC §4); ``direction`` is the broker side.
+
+    ``kind`` is ``hedge`` (an order) or ``baseline`` (an earlier hedge found at the broker).
+    """
 
     id: int
     ticker: str
     direction: Direction
-    shares: int
+    shares: Decimal
     client_order_id: str
     status: ExecutionStatus = ExecutionStatus.PENDING
     broker_order_id: str | None = None
     filled_shares: Decimal = ZERO
     avg_price: Decimal | None = None
     reason: str | None = None
+    kind: str = "hedge"
+    created_at: datetime | None = None
+    unknown_since: datetime | None = None  # first attempt whose outcome was unknown (SPEC §5)
+    not_found_since: datetime | None = None  # lookups answer "not found" since then
 
 
 @dataclass(slots=True)
@@ -181,7 +189,7 @@ def check_state(
     in_flight_lots: dict[str, set[int]] = {}
     in_flight_signed: dict[str, Decimal] = {}
     for execution_id, execution in in_flight.items():
-        if not execution.status.in_flight or execution.shares < 1:
+        if not execution.status.in_flight or execution.shares <= 0:
             raise ValueError(f"execution {execution_id} is not a valid in-flight execution")
         if execution.ticker in in_flight_signed:
             raise ValueError(f"{execution.ticker}: two executions in flight")
@@ -196,7 +204,7 @@ def check_state(
             if lot.direction is not execution.direction.opposite or link.shares <= 0:
                 raise ValueError(f"execution {execution_id}: bad link to lot {link.lot_id}")
         in_flight_lots[execution.ticker] = {link.lot_id for link in links}
-        in_flight_signed[execution.ticker] = signed(execution.direction, Decimal(execution.shares))
+        in_flight_signed[execution.ticker] = signed(execution.direction, execution.shares)
     for ticker, lots in lots_by_ticker.items():
         if lots and ticker not in positions:
             raise ValueError(f"{ticker}: lots without a position")

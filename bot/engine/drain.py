@@ -1,48 +1,52 @@
 """The ordered drain (SPEC §1, §4, §5, §8): one consumer from the queue to the broker.
 
-Transactions: many events commit together, but a transaction ends at every event that creates an
-execution; its PENDING row is committed before the broker is called, the outcome is booked in the
-next transaction, the ticker is re-checked at once, and only then does the next event run. So the
-same events always give the same hedges with the dry-run broker. The in-memory accumulator is
-persisted (``take_changes()``) in the same transactions and rebuilt from the database whenever one
-rolls back.
+A **drain pass** (:meth:`Engine.drain`) reads its bound once and books every pending event at or
+below it in large atomic batches (trades, lots, positions and processed marks commit together).
+Hedges are decided at the end of the pass, **in the same transaction as its last batch**, from
+the net unhedged position of each ticker: one execution per ticker with nothing in flight and
+no blocking reason. So a backlog of any length becomes at most one order per ticker, and a live
+fill is hedged right after its block is drained. Each PENDING execution is committed before its
+broker call; the outcome is booked in the next transaction. An execution that ends while no pass
+runs re-checks its ticker at once; one that ends during a pass (its resolution came due at the
+pass's start) waits for the pass's end. The in-memory accumulator is persisted
+(``take_changes()``) in the same transactions and rebuilt from the database whenever one rolls
+back.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import aiosqlite
-import backoff
 from loguru import logger
 
 from bot.broker.base import Broker
 from bot.chain.reader import ChainReader
 from bot.core.accumulator import Accumulator
+from bot.core.blocking import Block, Blocks, Reason
 from bot.core.lots import Execution
-from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
-from bot.engine import broker_calls
-from bot.engine.broker_calls import BrokerOutcome
 from bot.engine.compensation import book_compensations_in_txn
+from bot.engine.desk import Desk, DeskOptions, utc_now
 from bot.engine.prepare import Prepared, Preparer, RetryPolicy
 from bot.store import ledger, queue
 from bot.store.connection import ServedChain, StoreMeta, open_database
 
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = 2000
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    threshold_shares: int = 1
+    threshold_shares: Decimal | int = 1  # SPEC §4
     max_rejections: int = 3
     batch_size: int = DEFAULT_BATCH_SIZE
     rpc_retry: RetryPolicy = field(default_factory=RetryPolicy)
-    resolve_tries: int = 5  # at startup, per in-flight execution, before leaving it in flight
-    resolve_base_s: float = 0.5
-    resolve_max_s: float = 30.0
+    desk: DeskOptions = field(default_factory=DeskOptions)
 
 
 @dataclass(slots=True)
@@ -66,11 +70,12 @@ class Engine:
         chain: ChainReader,
         rules: SymbolRules,
         options: EngineOptions,
+        blocks: Blocks | None = None,
     ) -> None:
         self._conn = conn
         self.meta = meta
-        self._broker = broker
         self._options = options
+        self.blocks = blocks or Blocks()
         self._preparer = Preparer(
             conn,
             order_owner=meta.served.order_owner,
@@ -81,8 +86,7 @@ class Engine:
         )
         self._acc = self._new_accumulator(ledger.AccumulatorState(1, [], [], [], []))
         self._pause_ids: set[int] = set()
-        self._recheck: set[str] = set()
-        self._retry_at: dict[int, tuple[int, float]] = {}  # execution id -> (attempt, due)
+        self.desk = Desk(self, broker, options.desk)
 
     @classmethod
     async def open(
@@ -94,6 +98,7 @@ class Engine:
         chain: ChainReader,
         rules: SymbolRules,
         options: EngineOptions | None = None,
+        blocks: Blocks | None = None,
     ) -> Engine:
         """Migrate, check the meta, load the token cache and rebuild the accumulator.
 
@@ -108,10 +113,10 @@ class Engine:
                 chain=chain,
                 rules=rules,
                 options=options or EngineOptions(),
+                blocks=blocks,
             )
             engine._preparer._tokens.update(await ledger.load_tokens(conn))
-            await engine._rebuild()
-            engine._recheck.update(p.ticker for p in engine._acc.positions())
+            await engine.rebuild()
         except BaseException:
             await conn.close()
             raise
@@ -136,123 +141,74 @@ class Engine:
 
     async def start(self) -> int:
         """Startup duties, before anything new: failed events back to pending, then every
-        in-flight execution resolved with the broker (retried with backoff; an unknown outcome
-        stays in flight). Returns how many failed events were re-queued."""
+        in-flight execution resolved with the broker (an unknown outcome stays in flight).
+        Returns how many failed events were re-queued."""
         retried = await queue.retry_failed(self._conn)
         if retried:
             logger.info("retrying {} failed event(s)", retried)
-        for execution in self._acc.in_flight_executions():
-            await self._resolve_at_startup(execution.id)
+        await self.desk.resolve_at_startup()
         return retried
-
-    async def _resolve_at_startup(self, execution_id: int) -> None:
-        opts = self._options
-
-        def still_in_flight(result: bool) -> bool:
-            return result
-
-        @backoff.on_predicate(
-            backoff.expo,
-            still_in_flight,
-            max_tries=opts.resolve_tries,
-            factor=opts.resolve_base_s,
-            max_value=opts.resolve_max_s,
-        )
-        async def attempt() -> bool:
-            return await self._resolve_one(execution_id)
-
-        if await attempt():
-            logger.warning("execution {} still unresolved; it stays in flight", execution_id)
-
-    async def _resolve_one(self, execution_id: int) -> bool:
-        """Resolve one in-flight execution; True while it is still in flight."""
-        execution = next(
-            (e for e in self._acc.in_flight_executions() if e.id == execution_id), None
-        )
-        if execution is None:
-            return False
-        price = self._acc.reference_price(execution_id)
-        outcome = await broker_calls.resolve(self._broker, execution, price)
-        created = await self._book(execution, outcome)
-        await self._run_executions(created)
-        return any(e.id == execution_id for e in self._acc.in_flight_executions())
 
     # ------------------------------------------------------------------------------- drain
 
     async def drain(self, up_to_block: int) -> DrainStats:
-        """Process every pending event at or below ``up_to_block`` in (block, log_index) order.
-
-        Also acts on admin marks (retry, skip, unpark) and polls due in-flight executions; call
-        it periodically even when nothing new arrived.
-        """
+        """One pass: book every pending event at or below ``up_to_block`` in (block, log_index)
+        order, then decide the hedges. Also acts on admin marks (retry, skip, unpark) and
+        follows in-flight executions; call it periodically even when nothing new arrived."""
         stats = DrainStats()
+        await self.desk.follow_due(recheck_now=False)
+        await self.transaction(self._compensate)
+        limit = self._options.batch_size
         while True:
-            await self._housekeeping()
+            # one more than a batch: so the last batch is known and takes the decision along
             events = await queue.pending_events(
-                self._conn, up_to_block=up_to_block, limit=self._options.batch_size
+                self._conn, up_to_block=up_to_block, limit=limit + 1
             )
-            if not events:
-                return stats
-            prepared = [await self._preparer.prepare(event) for event in events]
-            await self._apply(prepared, stats)
+            last = len(events) <= limit
+            prepared = [await self._preparer.prepare(event) for event in events[:limit]]
+            created = await self.transaction(partial(self._book_batch, prepared, stats, last))
+            if last:
+                break
+            logger.info(
+                "drain: booked {} events up to block {} ({} of ours so far), more pending",
+                stats.events,
+                prepared[-1].event.raw.block_number,
+                stats.ours,
+            )
+        stats.executions += len(created)
+        await self.desk.run(created)
+        return stats
 
-    async def _housekeeping(self) -> None:
-        now = time.monotonic()
-        for execution in self._acc.in_flight_executions():
-            attempt_due = self._retry_at.get(execution.id)
-            if attempt_due is not None and attempt_due[1] <= now:
-                await self._resolve_one(execution.id)
-        await self._begin()
-        try:
-            # reorged events first: their compensations precede anything still pending (§7)
-            self._recheck.update(await book_compensations_in_txn(self._conn, self._acc))
-            created = self._recheck_tickers()
-            await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._rollback_and_rebuild()
-            raise
-        await self._run_executions(created)
+    async def _compensate(self) -> list[Execution]:
+        # reorged events first: their compensations precede anything still pending (§7)
+        await book_compensations_in_txn(self._conn, self._acc)
+        return []
 
-    def _recheck_tickers(self) -> list[Execution]:
-        tickers, self._recheck = sorted(self._recheck), set()
-        return [e for t in tickers if (e := self._acc.maybe_hedge(t, paused=self.paused))]
-
-    async def _apply(self, prepared: list[Prepared], stats: DrainStats) -> None:
-        index = 0
-        while index < len(prepared):
-            await self._begin()
-            created: list[Execution] = []
-            try:
-                marks: list[tuple[int, bool]] = []
-                while index < len(prepared) and not created:
-                    created = await self._apply_one(prepared[index], marks, stats)
-                    index += 1
-                await queue.mark_processed_in_txn(self._conn, marks)
-                await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._rollback_and_rebuild()
-                raise
-            await self._run_executions(created)
-
-    async def _apply_one(
-        self, item: Prepared, marks: list[tuple[int, bool]], stats: DrainStats
+    async def _book_batch(
+        self, prepared: list[Prepared], stats: DrainStats, decide: bool
     ) -> list[Execution]:
+        marks: list[tuple[int, bool]] = []
+        for item in prepared:
+            await self._book_one(item, marks, stats)
+        await queue.mark_processed_in_txn(self._conn, marks)
+        return self.decide_hedges() if decide else []
+
+    async def _book_one(
+        self, item: Prepared, marks: list[tuple[int, bool]], stats: DrainStats
+    ) -> None:
         event_id = item.event.id
         stats.events += 1
         if item.failure is not None:
             await self._fail(item, item.failure, stats)
-            return []
+            return
         if not item.ours or item.conversion is None:
             marks.append((event_id, False))
-            return []
+            return
         stats.ours += 1
         conversion = item.conversion
         await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
         await self._conn.execute("SAVEPOINT event")
         try:
-            tickers: list[str] = []
             for trade in conversion.trades:
                 trade_id = await ledger.insert_trade_in_txn(self._conn, event_id, trade)
                 if trade_id is None:
@@ -262,20 +218,13 @@ class Engine:
                     continue
                 self._acc.apply_fill(trade_id, trade)
                 stats.trades += 1
-                if trade.ticker not in tickers:
-                    tickers.append(trade.ticker)
             await ledger.insert_skipped_in_txn(
                 self._conn, event_id, item.event.inclusion, conversion.skipped
             )
             await ledger.insert_mismatches_in_txn(
                 self._conn, event_id, conversion.decimals_mismatches
             )
-            was_paused = self.paused
             self._pause_ids.discard(event_id)
-            if was_paused and not self.paused:  # _begin will not see the change: re-check here
-                logger.info("executions resume: no failed event of ours is left")
-                self._recheck.update(p.ticker for p in self._acc.positions())
-            created = [e for t in tickers if (e := self._acc.maybe_hedge(t, paused=self.paused))]
             await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
             await queue.mark_processed_in_txn(self._conn, [(event_id, True)])
             await self._conn.execute("RELEASE event")
@@ -283,11 +232,8 @@ class Engine:
             logger.exception("event {} could not be booked", event_id)
             await self._conn.execute("ROLLBACK TO event")
             await self._conn.execute("RELEASE event")
-            await self._rebuild()  # from this transaction's view: every earlier event is in it
+            await self.rebuild()  # from this transaction's view: every earlier event is in it
             await self._fail(item, f"{type(exc).__name__}: {exc}", stats)
-            return []
-        stats.executions += len(created)
-        return created
 
     async def _fail(self, item: Prepared, reason: str, stats: DrainStats) -> None:
         ours = item.ours
@@ -304,57 +250,45 @@ class Engine:
             reason,
         )
 
-    # ------------------------------------------------------------------------------- executions
+    # ------------------------------------------------------------------------------- hedges
 
-    async def _run_executions(self, created: list[Execution]) -> None:
-        """Place each committed PENDING execution, book the outcome, place what the re-check
-        creates, until the broker leaves nothing new."""
-        todo = list(created)
-        while todo:
-            execution = todo.pop(0)
-            price = self._acc.reference_price(execution.id)
-            logger.info(
-                "placing {} {} {} (execution {}, ref price {})",
-                execution.direction,
-                execution.shares,
-                execution.ticker,
-                execution.id,
-                price,
+    def blocking(self, ticker: str, now: datetime) -> Block | None:
+        """Why no new execution may start for ``ticker`` now (SPEC §4), or ``None``."""
+        if self.paused:
+            return Block("*", Reason.PAUSED, "an event of ours failed", now)
+        position = self._acc.position(ticker)
+        if position is not None and position.parked:
+            return Block(ticker, Reason.PARKED, "rejected too often: `bot unpark`", now)
+        return self.blocks.blocking(ticker, now)
+
+    def blocking_reasons(self, now: datetime) -> list[Block]:
+        """Every blocking reason in force (SPEC §4's one set, for ``status``)."""
+        found = []
+        if self.paused:
+            found.append(Block("*", Reason.PAUSED, "an event of ours failed: see status", now))
+        found += [
+            Block(p.ticker, Reason.PARKED, "rejected too often: `bot unpark`", now)
+            for p in self._acc.positions()
+            if p.parked
+        ]
+        return found + self.blocks.active(now)
+
+    def decide_hedges(self, tickers: list[str] | None = None) -> list[Execution]:
+        """Inside a write transaction: one execution per ticker that needs one (SPEC §4)."""
+        now = utc_now()
+        self.blocks.expire(now)
+        created: list[Execution] = []
+        names = tickers if tickers is not None else [p.ticker for p in self._acc.positions()]
+        for ticker in names:
+            if self.blocking(ticker, now) is not None:
+                continue
+            fractional, broker_long = self.desk.fractional_terms(ticker)
+            execution = self._acc.maybe_hedge(
+                ticker, fractional=fractional, broker_long=broker_long, now=now
             )
-            request = broker_calls.order_request(execution, price)
-            outcome = await broker_calls.place(self._broker, request)
-            todo.extend(await self._book(execution, outcome))
-
-    async def _book(self, execution: Execution, outcome: BrokerOutcome) -> list[Execution]:
-        """Persist a broker outcome; when the execution ended, re-check its ticker at once."""
-        await self._begin()
-        try:
-            current = self._acc.in_flight(execution.ticker)
-            ended = False
-            if current is None or current.id != execution.id:
-                created: list[Execution] = []
-            else:
-                ended = broker_calls.apply_outcome(self._acc, current, outcome)
-                created = []
-                if ended:
-                    self._retry_at.pop(execution.id, None)
-                    again = self._acc.maybe_hedge(execution.ticker, paused=self.paused)
-                    created = [again] if again is not None else []
-                else:
-                    self._schedule_retry(execution.id)
-            await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._rollback_and_rebuild()
-            raise
+            if execution is not None:
+                created.append(execution)
         return created
-
-    def _schedule_retry(self, execution_id: int) -> None:
-        attempt = self._retry_at.get(execution_id, (0, 0.0))[0] + 1
-        wait = delay_s(
-            attempt, base_s=self._options.resolve_base_s, max_s=self._options.resolve_max_s
-        )
-        self._retry_at[execution_id] = (attempt, time.monotonic() + wait)
 
     # ------------------------------------------------------------------------------- state
 
@@ -370,10 +304,23 @@ class Engine:
             links=state.links,
         )
 
-    async def _rebuild(self) -> None:
+    async def rebuild(self) -> None:
         self._acc = self._new_accumulator(await ledger.load_accumulator_state(self._conn))
-        for execution in self._acc.in_flight_executions():
-            self._retry_at.setdefault(execution.id, (0, 0.0))
+
+    async def transaction(self, body: Callable[[], Awaitable[list[Execution]]]) -> list[Execution]:
+        """Run ``body()`` (async, returning created executions) in one write transaction that
+        also picks up the admin marks and persists the accumulator's changes."""
+        await self._begin()
+        try:
+            created = await body()
+            await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
+            await self.rebuild()
+            raise
+        return created
 
     async def _begin(self) -> None:
         """Open a write transaction and pick up the admin marks (unpark, retry, skip)."""
@@ -385,17 +332,11 @@ class Engine:
                 if ticker in unparked:
                     logger.info("{} unparked", ticker)
                     self._acc.unpark(ticker)
-                    self._recheck.add(ticker)
+                    self.blocks.clear(ticker, Reason.REJECTION_BACKOFF)
             was_paused = self.paused
             self._pause_ids = set(await ledger.pause_event_ids(self._conn))
             if was_paused and not self.paused:
                 logger.info("executions resume: no failed event of ours is left")
-                self._recheck.update(p.ticker for p in self._acc.positions())
         except BaseException:
             await self._conn.execute("ROLLBACK")
             raise
-
-    async def _rollback_and_rebuild(self) -> None:
-        if self._conn.in_transaction:
-            await self._conn.execute("ROLLBACK")
-        await self._rebuild()

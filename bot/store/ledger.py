@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import aiosqlite
@@ -133,6 +134,14 @@ def _dec(value: object) -> Decimal:
     return amounts.from_text(str(value))
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _time(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
 async def save_changes_in_txn(conn: aiosqlite.Connection, changes: Changes) -> None:
     """Upsert everything the accumulator changed (``take_changes()``); zero links are deleted."""
     now = now_text()
@@ -179,24 +188,29 @@ async def save_changes_in_txn(conn: aiosqlite.Connection, changes: Changes) -> N
     if changes.executions:
         await conn.executemany(
             "INSERT INTO executions (id, ticker, direction, shares, client_order_id, status,"
-            " broker_order_id, filled_shares, avg_price, reason, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " broker_order_id, filled_shares, avg_price, reason, kind, unknown_at,"
+            " not_found_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " status = excluded.status, broker_order_id = excluded.broker_order_id,"
             " filled_shares = excluded.filled_shares, avg_price = excluded.avg_price,"
-            " reason = excluded.reason, updated_at = excluded.updated_at",
+            " reason = excluded.reason, unknown_at = excluded.unknown_at,"
+            " not_found_at = excluded.not_found_at, updated_at = excluded.updated_at",
             [
                 (
                     e.id,
                     e.ticker,
                     e.direction.value,
-                    e.shares,
+                    amounts.to_text(e.shares),
                     e.client_order_id,
                     e.status.value,
                     e.broker_order_id,
                     amounts.to_text(e.filled_shares),
                     None if e.avg_price is None else amounts.to_text(e.avg_price),
                     e.reason,
-                    now,
+                    e.kind,
+                    _iso(e.unknown_since),
+                    _iso(e.not_found_since),
+                    _iso(e.created_at) or now,
                     now,
                 )
                 for e in changes.executions.values()
@@ -240,17 +254,22 @@ async def load_accumulator_state(conn: aiosqlite.Connection) -> AccumulatorState
             id=int(i),
             ticker=str(t),
             direction=Direction(str(d)),
-            shares=int(s),
+            shares=_dec(s),
             client_order_id=str(c),
             status=ExecutionStatus(str(st)),
             broker_order_id=None if b is None else str(b),
             filled_shares=_dec(f),
             avg_price=None if a is None else _dec(a),
             reason=None if r is None else str(r),
+            kind=str(k),
+            created_at=_time(ca),
+            unknown_since=_time(us),
+            not_found_since=_time(nf),
         )
-        for i, t, d, s, c, st, b, f, a, r in await conn.execute_fetchall(
+        for i, t, d, s, c, st, b, f, a, r, k, ca, us, nf in await conn.execute_fetchall(
             "SELECT id, ticker, direction, shares, client_order_id, status, broker_order_id,"
-            f" filled_shares, avg_price, reason FROM executions WHERE {in_flight_sql} ORDER BY id"
+            " filled_shares, avg_price, reason, kind, created_at, unknown_at, not_found_at"
+            f" FROM executions WHERE {in_flight_sql} ORDER BY id"
         )
     ]
     links = [

@@ -7,6 +7,7 @@ plain dicts as they are.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def _execution(row: tuple[Any, ...]) -> dict[str, Any]:
         "id": int(id_),
         "ticker": ticker,
         "direction": direction,
-        "shares": str(int(shares)),
+        "shares": _text(shares),
         "filled_shares": _text(filled),
         "status": status,
         "client_order_id": coid,
@@ -54,9 +55,10 @@ def _queue_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 def _positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     positions = []
-    for ticker, net, hedged, flight, parked, rejections in conn.execute(
-        "SELECT ticker, onchain_net, hedged, in_flight, parked, consecutive_rejections"
-        " FROM positions ORDER BY ticker"
+    for ticker, net, hedged, flight, parked, rejections, held, drift in conn.execute(
+        "SELECT p.ticker, onchain_net, hedged, in_flight, parked, consecutive_rejections,"
+        " b.broker_position_shares, b.drift_shares"
+        " FROM positions p LEFT JOIN ticker_broker b ON b.ticker = p.ticker ORDER BY p.ticker"
     ):
         net_d, hedged_d, flight_d = (amounts.from_text(str(v)) for v in (net, hedged, flight))
         unhedged = amounts.add(amounts.add(net_d, hedged_d), flight_d)
@@ -69,6 +71,8 @@ def _positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 "unhedged_shares": amounts.to_text(unhedged),
                 "parked": bool(parked),
                 "consecutive_rejections": int(rejections),
+                "broker_position_shares": None if held is None else _text(held),
+                "drift_shares": None if drift is None else _text(drift),
             }
         )
     return positions
@@ -110,6 +114,10 @@ def status(db_path: str | Path, *, confirmations: int | None = None) -> dict[str
                 " ORDER BY token, detail"
             )
         ]
+        runtime = {
+            str(k): json.loads(str(v))
+            for k, v in conn.execute("SELECT key, value FROM broker_runtime")
+        }
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -124,6 +132,10 @@ def status(db_path: str | Path, *, confirmations: int | None = None) -> dict[str
         "queue": queue,
         "positions": positions,
         "executions": executions,
+        "hedging_blocked": runtime.get("hedging_blocked", []),
+        "market_open": runtime.get("market_open"),
+        "next_open": runtime.get("next_open"),
+        "market_as_of": runtime.get("market_as_of"),
         "paused_reasons": paused,
         "decimals_mismatches": mismatches,
     }

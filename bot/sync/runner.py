@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from bot.broker.dry_run import DryRunBroker
+from bot.broker.base import Broker
+from bot.broker.factory import build_broker
 from bot.chain.calls import ChainCalls
 from bot.chain.endpoint import Endpoint
 from bot.chain.subscription import BadMessage, LiveFeed, LiveHead, LiveLog
@@ -26,7 +27,9 @@ from bot.core.heads import Head
 from bot.core.ranges import SpanPolicy
 from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
-from bot.engine.drain import Engine, EngineOptions
+from bot.engine.broker_watch import BrokerWatch
+from bot.engine.drain import Engine
+from bot.engine.options import engine_options, watch_options
 from bot.errors import ConfigError, FatalError, TransientError
 from bot.metrics import Metrics, MetricsServer
 from bot.store.chain_state import ChainStore
@@ -68,17 +71,13 @@ class Session:
         self.log_filter = LogFilter(s.orderbook.address, ORDERBOOK_TOPICS)
         self.confirmations = 0
         self.engine: Engine | None = None
+        self.broker: Broker | None = None
+        self.watch: BrokerWatch | None = None
         self.store: ChainStore | None = None
         self._executions_seen: dict[str, int] = {}
 
     async def open(self) -> None:
         s = self.settings
-        if s.broker.kind != "dry-run":
-            # never let an operator believe orders go out when they do not
-            raise ConfigError(
-                f"broker.kind = {s.broker.kind!r}: this version has only the dry-run broker; "
-                'set broker.kind = "dry-run" (the Alpaca broker is not implemented yet)'
-            )
         self.lock.acquire()
         chain_id = await self.calls.chain_id()
         if chain_id != DEVNET_CHAIN_ID and not self.loaded.confirmations_set:
@@ -90,22 +89,23 @@ class Session:
         served = ServedChain(
             chain_id, s.orderbook.address, s.orderbook.order_owner, s.orderbook.deployment_block
         )
+        # broker: built by the factory from config
+        self.broker = build_broker(s)
         self.engine = await Engine.open(
             self.loaded.database_path,
             served,
-            broker=DryRunBroker(),
+            broker=self.broker,
             chain=self.calls,
             rules=SymbolRules(
                 s.accumulator.stablecoins,
                 s.accumulator.equity_suffixes,
                 s.accumulator.equity_prefixes,
             ),
-            options=EngineOptions(
-                threshold_shares=s.accumulator.threshold_shares,
-                max_rejections=s.broker.max_rejections,
-            ),
+            options=engine_options(s),
         )
+        self.watch = BrokerWatch(self.engine, self.broker, watch_options(s))
         self.store = ChainStore(await connect(self.loaded.database_path))
+        await self.watch.start()  # keys, broker identity, inherited positions, the clock
         retried = await self.engine.start()
         logger.info(
             "database {} ready (chain {}, orderbook {}, confirmations {}); {} failed event(s) "
@@ -120,6 +120,8 @@ class Session:
     async def close(self) -> None:
         if self.engine is not None:
             await self.engine.close()
+        if self.broker is not None:
+            await self.broker.aclose()
         if self.store is not None:
             await self.store.connection.close()
         await self.endpoint.close()
@@ -166,6 +168,8 @@ class Session:
         if checkpoint is None:
             return None
         bound = checkpoint.number - self.confirmations
+        if self.watch is not None:
+            await self.watch.tick()
         stats = await self.engine.drain(bound)
         self.metrics.events_processed_total.inc(stats.events)
         await self._observe_store()

@@ -44,7 +44,18 @@ from tests.support.chain import Chain
 # (why executions are paused, decimals mismatches, skipped events, rejection counts, broker
 # details); the key sets are pinned exactly so neither a contract field nor a new one goes
 # unnoticed.
-STATUS_KEYS = {"idle", "checkpoint_block", "head_block", "queue", "positions", "executions"}
+STATUS_KEYS = {
+    "idle",
+    "checkpoint_block",
+    "head_block",
+    "queue",
+    "positions",
+    "executions",
+    "hedging_blocked",
+    "market_open",
+    "next_open",
+    "market_as_of",
+}
 STATUS_EXTRA = {"paused_reasons", "decimals_mismatches"}
 QUEUE_KEYS = {"pending", "processed", "removed", "failed"}
 QUEUE_EXTRA = {"skipped"}
@@ -55,6 +66,8 @@ POSITION_KEYS = {
     "in_flight_shares",
     "unhedged_shares",
     "parked",
+    "broker_position_shares",
+    "drift_shares",
 }
 POSITION_EXTRA = {"consecutive_rejections"}
 EXECUTION_KEYS = {

@@ -367,7 +367,7 @@ def test_paused_creates_no_execution() -> None:
     acc = make()
     acc.apply_fill(1, trade(SELL, "3"))
     acc.take_changes()
-    assert acc.maybe_hedge("AAPL", paused=True) is None
+    assert acc.maybe_hedge("AAPL", blocked=True) is None
     assert acc.take_changes().is_empty()
     assert acc.maybe_hedge("AAPL") is not None
     assert acc.maybe_hedge("UNKNOWN") is None

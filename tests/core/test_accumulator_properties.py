@@ -152,7 +152,7 @@ class Sim:
         )
 
     def _hedge(self, ticker: str) -> Execution | None:
-        execution = self.acc.maybe_hedge(ticker, paused=self.model.paused)
+        execution = self.acc.maybe_hedge(ticker, blocked=self.model.paused)
         if execution is not None:
             assert execution.id not in self.model.in_flight
             assert all(e.ticker != ticker for e in self.model.in_flight.values())

@@ -2,7 +2,7 @@
 
 Takes the instance lock, opens the engine with the dry-run broker and no chain (the database has
 the token metadata, and every ClearV2's AfterClear is queued), runs ``start()`` and drains to
-completion. Stdout is a line protocol for the test:
+completion in passes that end every ``PASS_BLOCKS`` blocks. Stdout is a line protocol for the test:
 
 - ``locked <lock file>``: the instance lock is held;
 - ``started processed=<n>``: ``start()`` returned (in-flight executions resolved);
@@ -28,14 +28,14 @@ from bot.broker.dry_run import DryRunBroker
 from bot.core.model import RawLog, TokenInfo
 from bot.core.tokens import DEFAULT_RULES
 from bot.devnet.synthetic import ORDERBOOK, OWNER
-from bot.engine import Engine, EngineOptions, RetryPolicy
+from bot.engine import DrainStats, Engine, EngineOptions, RetryPolicy
 from bot.errors import FatalError, InstanceLockedError
 from bot.store.connection import ServedChain
 from bot.store.lock import InstanceLock
 
 SERVED = ServedChain(31337, ORDERBOOK, OWNER, 0)
 BATCH_SIZE = 25  # small transactions, so kills land at many different points
-ALL_BLOCKS = 2**62
+PASS_BLOCKS = 20  # drain passes end on a fixed grid of blocks, like heads arriving one by one
 
 
 class NoChain:
@@ -72,6 +72,15 @@ async def _processed(engine: Engine) -> int:
     return int(next(iter(rows))[0])
 
 
+async def _pending_span(engine: Engine) -> tuple[int, int]:
+    rows = await engine.connection.execute_fetchall(
+        "SELECT COALESCE(MIN(block_number), 0) FROM events WHERE status = 'pending'"
+    )
+    first = int(next(iter(rows))[0])
+    rows = await engine.connection.execute_fetchall("SELECT MAX(block_number) FROM events")
+    return first, int(next(iter(rows))[0])
+
+
 async def _left(engine: Engine) -> int:
     rows = await engine.connection.execute_fetchall(
         "SELECT (SELECT COUNT(*) FROM events WHERE status != 'processed')"
@@ -86,7 +95,6 @@ async def drain(db: Path, *, pause: bool) -> int:
         threshold_shares=1,
         batch_size=BATCH_SIZE,
         rpc_retry=RetryPolicy(max_tries=1, base_s=0.0, max_s=0.0),
-        resolve_tries=1,
     )
     engine = await Engine.open(
         db, SERVED, broker=broker, chain=NoChain(), rules=DEFAULT_RULES, options=options
@@ -95,7 +103,19 @@ async def drain(db: Path, *, pause: bool) -> int:
         await engine.start()
         print(f"started processed={await _processed(engine)}", flush=True)
         broker.armed = True
-        stats = await engine.drain(up_to_block=ALL_BLOCKS)
+        stats = DrainStats()
+        # Passes end on the same grid whatever was processed before a kill, so a run that is
+        # killed and restarted decides the same hedges as one that is not (SPEC §4: hedges are
+        # decided at the end of each pass).
+        # A restart resumes with the pass its first pending event belongs to, as `run` resumes
+        # from its checkpoint (an empty pass below it would decide on a half-booked pass).
+        first, last_block = await _pending_span(engine)
+        start = -(-first // PASS_BLOCKS) * PASS_BLOCKS
+        for bound in range(start, last_block + PASS_BLOCKS, PASS_BLOCKS):
+            passed = await engine.drain(up_to_block=bound)
+            stats.events += passed.events
+            stats.executions += passed.executions
+            stats.failed += passed.failed
         left = await _left(engine)
         print(
             f"done processed={await _processed(engine)} events={stats.events}"

@@ -29,6 +29,7 @@ from bot.devnet.synthetic import (
     take_order_log,
 )
 from bot.engine import Engine, EngineOptions, RetryPolicy
+from bot.engine.desk import DeskOptions
 from bot.errors import BrokerRejected, OutcomeUnknown
 from bot.store import queue
 from bot.store.connection import ServedChain
@@ -162,13 +163,15 @@ class Fills:
 
 
 def fast_options(**overrides: Any) -> EngineOptions:
+    """Engine options without waits; keys of :class:`DeskOptions` go to the desk."""
+    desk: dict[str, Any] = {"resolve_base_s": 0.0, "resolve_max_s": 0.0, "rejection_backoff_s": 0.0}
+    desk_keys = set(DeskOptions.__dataclass_fields__)
+    desk.update({k: v for k, v in overrides.items() if k in desk_keys})
     base: dict[str, Any] = {
         "rpc_retry": RetryPolicy(max_tries=3, base_s=0.0, max_s=0.0),
-        "resolve_tries": 2,
-        "resolve_base_s": 0.0,
-        "resolve_max_s": 0.0,
+        "desk": DeskOptions(**desk),
     }
-    base.update(overrides)
+    base.update({k: v for k, v in overrides.items() if k not in desk_keys})
     return EngineOptions(**base)
 
 

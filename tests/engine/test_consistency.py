@@ -46,7 +46,7 @@ def check_consistency(db_path: Path) -> None:
     ):
         if status in ("PENDING", "SUBMITTED"):
             flight[ticker] = amounts.add(flight[ticker], _signed(direction, Decimal(shares)))
-            assert links[eid] == shares
+            assert links[eid] == Decimal(shares)
         else:
             hedged[ticker] = amounts.add(hedged[ticker], _signed(direction, Decimal(filled)))
             assert links[eid] == Decimal(filled)

@@ -2,7 +2,9 @@
 uninterrupted run ends; and a second draining process refuses to start beside the first.
 
 Both runs start from byte-identical copies of one seed database (so they share the instance id,
-hence the client_order_ids). Kills come in three kinds, in turn:
+hence the client_order_ids). The worker drains in passes that end on a fixed grid of blocks and
+hedges the net at the end of each pass (SPEC §4), so both runs decide the same hedges and every
+table matches row for row. Kills come in three kinds, in turn:
 
 - *paused*: the worker stops at its first broker call of the drain (``--pause-at-place``, a broker
   call that does not return), so the kill lands between a committed PENDING execution and the

@@ -37,7 +37,7 @@ async def test_worked_example_sells_03_05_04_give_one_buy_of_1(
         ("AAPL", "0.4", "SELL", "220", "88"),
     ]
     assert tables["executions"] == [
-        (1, "AAPL", "BUY", 1, f"bot-{iid}-1", "FILLED", f"dry-bot-{iid}-1", "1", "209", None)
+        (1, "AAPL", "BUY", "1", f"bot-{iid}-1", "FILLED", f"dry-bot-{iid}-1", "1", "209", None)
     ]
     # (0.3*200 + 0.5*210 + 0.2*220) / 1 = 209: the link-weighted mean is the dry-run fill price
     assert tables["links"] == [(1, 1, "0.3", 0), (1, 2, "0.5", 1), (1, 3, "0.2", 2)]
@@ -107,7 +107,7 @@ async def test_netting_example_links_the_oldest_open_lots(
     await engine.drain(up_to_block=4)
     tables = dump(db_path)
     assert [(e[2], e[3], e[5], e[7], e[8]) for e in tables["executions"]] == [
-        ("BUY", 1, "FILLED", "1", "213")  # (0.1*200 + 0.5*210 + 0.4*220) / 1
+        ("BUY", "1", "FILLED", "1", "213")  # (0.1*200 + 0.5*210 + 0.4*220) / 1
     ]
     assert tables["links"] == [(1, 1, "0.1", 0), (1, 3, "0.5", 1), (1, 4, "0.4", 2)]
     assert tables["lots"] == [
@@ -169,7 +169,9 @@ async def test_the_same_events_give_the_same_hedges_in_another_database(
     def strip_ids(table: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
         return [(e[0], e[1], e[2], e[3], e[5], e[7], e[8]) for e in table]
 
-    assert len(first["executions"]) == 6  # net -6.3: 20 sells of 0.37, 10 buys of 0.11
+    # net -6.3 (20 sells of 0.37, 10 buys of 0.11) in one pass: one BUY of 6, not a string of
+    # orders, whatever the batch size
+    assert [(e[2], e[3], e[5]) for e in first["executions"]] == [("BUY", "6", "FILLED")]
     assert strip_ids(first["executions"]) == strip_ids(second["executions"])
     for table in ("trades", "lots", "positions", "links"):
         assert first[table] == second[table], table
@@ -209,3 +211,42 @@ async def test_not_ours_and_non_equity_pairs(
     (skipped,) = dump(db_path)["skipped"]
     assert skipped[:3] == (hash_of("tx", 50, 0), 0, "take")
     assert "not an equity/stablecoin pair" in skipped[3]
+
+
+async def test_a_backlog_of_1000_fills_hedges_with_one_order_per_ticker(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    logs = []
+    for i in range(1000):
+        ticker = "AAPL" if i % 2 else "NVDA"
+        if i % 5 == 0:  # opposite fills in between: the net is what counts
+            logs.append(fills.buy("0.25", "150", ticker=ticker))
+        else:
+            logs.append(fills.sell("0.375", "150", ticker=ticker))
+    engine = await open_engine(batch_size=64)  # many batches, one pass
+    await enqueue(logs)
+    stats = await engine.drain(up_to_block=fills.block)
+    assert (stats.events, stats.trades, stats.executions) == (1000, 1000, 2)
+    # per ticker: 100 buys of 0.25 and 400 sells of 0.375 = -125 → one broker BUY of 125
+    assert rows(db_path, "SELECT ticker, direction, shares, status FROM executions") == [
+        ("AAPL", "BUY", "125", "FILLED"),
+        ("NVDA", "BUY", "125", "FILLED"),
+    ]
+    assert rows(db_path, "SELECT ticker, onchain_net, hedged, in_flight FROM positions") == [
+        ("AAPL", "-125", "125", "0"),
+        ("NVDA", "-125", "125", "0"),
+    ]
+
+
+async def test_each_pass_hedges_its_net_and_carries_the_remainder(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    engine = await open_engine()
+    await enqueue([fills.sell("0.8", "200"), fills.sell("0.7", "200"), fills.buy("2.9", "201")])
+    await engine.drain(up_to_block=2)  # -1.5: BUY 1, -0.5 left
+    await engine.drain(up_to_block=3)  # -0.5 + 2.9 = 2.4: SELL 2, 0.4 left
+    assert rows(db_path, "SELECT direction, shares FROM executions") == [
+        ("BUY", "1"),
+        ("SELL", "2"),
+    ]
+    assert rows(db_path, "SELECT onchain_net, hedged FROM positions") == [("1.4", "-1")]

@@ -67,7 +67,7 @@ async def test_dry_run_pending_after_a_crash_is_placed_again_with_the_same_key(
     await restarted.start()
     iid = restarted.meta.instance_id
     assert dump(db_path)["executions"] == [
-        (1, "AAPL", "BUY", 1, f"bot-{iid}-1", "FILLED", f"dry-bot-{iid}-1", "1", "209", None)
+        (1, "AAPL", "BUY", "1", f"bot-{iid}-1", "FILLED", f"dry-bot-{iid}-1", "1", "209", None)
     ]
 
 
@@ -96,8 +96,8 @@ async def test_unknown_outcome_stays_in_flight_then_resolves_without_a_second_or
     assert broker.placed == [coid, f"bot-{engine.meta.instance_id}-2"]
     await restarted.drain(up_to_block=4)
     assert rows(db_path, "SELECT id, shares, status, filled_shares FROM executions") == [
-        (1, 1, "FILLED", "1"),
-        (2, 1, "FILLED", "1"),
+        (1, "1", "FILLED", "1"),
+        (2, "1", "FILLED", "1"),
     ]
     assert rows(db_path, "SELECT onchain_net, hedged, in_flight FROM positions") == [
         ("-2.7", "2", "0")
@@ -110,8 +110,11 @@ async def test_unknown_outcome_is_retried_by_the_running_drain(
     broker = FakeBroker(script=["unknown-lost"])
     engine = await open_engine(broker=broker)  # resolve delays are 0 in tests
     await _three_sells(enqueue, fills)
-    await engine.drain(up_to_block=3)  # the next batch's housekeeping retries it when due
+    await engine.drain(up_to_block=3)
     coid = f"bot-{engine.meta.instance_id}-1"
+    assert broker.calls == [f"place {coid}"]
+    assert rows(db_path, "SELECT status FROM executions") == [("PENDING",)]
+    await engine.drain(up_to_block=3)  # the next pass follows it up when due: same key
     assert broker.calls == [f"place {coid}", f"lookup {coid}", f"place {coid}"]
     assert rows(db_path, "SELECT status FROM executions") == [("FILLED",)]
 
@@ -165,8 +168,8 @@ async def test_a_fill_resets_the_rejection_count(
     await enqueue([fills.sell("2.5", "200")])
     await engine.drain(up_to_block=1)
     assert rows(db_path, "SELECT id, shares, status FROM executions") == [
-        (1, 2, "FAILED"),
-        (2, 2, "FAILED"),
-        (3, 2, "FILLED"),
+        (1, "2", "FAILED"),
+        (2, "2", "FAILED"),
+        (3, "2", "FILLED"),
     ]
     assert rows(db_path, "SELECT consecutive_rejections, parked FROM positions") == [(0, 0)]
