@@ -76,9 +76,14 @@ def test_environment_overrides_parse_toml_literals_and_keep_strings_verbatim(
         (MINIMAL, {"BOT__BACKFILL__WORKERS": "-1"}, "from environment BOT__BACKFILL__WORKERS"),
         (MINIMAL, {"BOT__BACKFILL__WORKERS": "many"}, "BOT__BACKFILL__WORKERS = 'many'"),
         (MINIMAL, {"BOT__BACKFIL__WORKERS": "2"}, "backfil.workers is not a config key"),
-        (MINIMAL, {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "1.5"}, "a whole number"),
-        (MINIMAL, {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "0"}, "a number >= 1"),
-        (MINIMAL, {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "true"}, "a whole number"),
+        (
+            MINIMAL,
+            {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "1.5"},
+            "a fractional threshold needs broker.fractional = true",
+        ),
+        (MINIMAL, {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "0"}, "a number of shares > 0"),
+        (MINIMAL, {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "true"}, "a number of shares > 0"),
+        (MINIMAL, {"BOT__BROKER__KIND": "alpaca"}, "needs broker.alpaca.api_key_id and"),
         (MINIMAL, {"BOT__ORDERBOOK__ADDRESS": "0x1234"}, "orderbook.address = '0x1234'"),
         (
             MINIMAL,
@@ -181,10 +186,17 @@ def test_shipped_config_loads_and_leaves_confirmations_unset() -> None:
     assert loaded.settings.broker.kind == "dry-run"
 
 
-def test_run_refuses_a_broker_it_does_not_have(tmp_path: Path) -> None:
-    """Until the Alpaca broker exists, asking for it must stop the bot, not fall back."""
+def test_run_with_alpaca_and_no_keys_is_a_config_error_naming_the_keys(tmp_path: Path) -> None:
+    """Asking for Alpaca without keys stops the bot at once (never a silent dry run)."""
     write(tmp_path, MINIMAL)
     result = run_cli("run", cwd=tmp_path, env={"BOT__BROKER__KIND": "alpaca"})
     assert result.returncode == 3
-    assert "broker.kind = 'alpaca'" in result.stderr
+    assert "BOT__BROKER__ALPACA__API_KEY_ID" in result.stderr
     assert not (tmp_path / "bot.db").exists()
+
+
+def test_a_fractional_threshold_with_fractional_hedges_is_exact(tmp_path: Path) -> None:
+    write(tmp_path, MINIMAL)
+    env = {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "0.1", "BOT__BROKER__FRACTIONAL": "true"}
+    loaded = load(tmp_path / "config.toml", env)
+    assert str(loaded.settings.accumulator.threshold_shares) == "0.1"  # never a float

@@ -94,3 +94,33 @@ def _require_status(conn: sqlite3.Connection, event_id: int, status: str, action
     if row[0] != status:
         raise AdminError(f"cannot {action} event {event_id}: it is {row[0]}, not {status}")
     return str(row[1])
+
+
+def baseline(db_path: str | Path, ticker: str, *, as_hedged: bool) -> AdminResult:
+    """Say what the broker's position in ``ticker`` is (SPEC §5): this bot's earlier hedge
+    (``as_hedged``: booked as a FILLED execution of kind ``baseline``, no order) or outside
+    this bot (its baseline, used only in drift). The running bot acts on the mark."""
+    request = "as-hedged" if as_hedged else "as-outside"
+    with _transaction(db_path) as conn:
+        conn.execute(
+            "INSERT INTO ticker_broker (ticker, baseline_request, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (ticker) DO UPDATE SET baseline_request = excluded.baseline_request,"
+            " updated_at = excluded.updated_at",
+            (ticker, request, now_text()),
+        )
+    return AdminResult(1, f"{ticker}: baseline {request} marked; the running bot books it")
+
+
+def accept_drift(db_path: str | Path, ticker: str) -> AdminResult:
+    """Fold the ticker's current drift into its baseline (the running bot acts on the mark)."""
+    with _transaction(db_path) as conn:
+        row = conn.execute(
+            "SELECT drift_shares FROM ticker_broker WHERE ticker = ?", (ticker,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            raise AdminError(f"no drift measured for {ticker!r} (reconciliation has not run)")
+        conn.execute(
+            "UPDATE ticker_broker SET accept_drift_request = 1, updated_at = ? WHERE ticker = ?",
+            (now_text(), ticker),
+        )
+    return AdminResult(1, f"{ticker}: drift {row[0]} will be accepted into the baseline")

@@ -39,6 +39,7 @@ from bot.broker.alpaca import AlpacaBroker
 from bot.broker.base import Broker, OrderRequest, OrderState
 from bot.core.model import Direction
 from bot.devnet.fake_alpaca import FakeAlpaca
+from tests.engine.engine_kit import FakeBroker
 
 # Capabilities: each names one behaviour a contract case checks.
 SAME_STATE_ON_DUPLICATE = "same_state_on_duplicate"  # place twice with one id: the same state
@@ -192,7 +193,36 @@ async def _alpaca() -> AsyncIterator[BrokerUnderTest]:
         await fake.stop()
 
 
+# -- the engine's test double ------------------------------------------------------------------
+
+
+class FakeBrokerRemote:
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+
+    def list_stock(self, symbol: str, price: Decimal) -> None:
+        return None
+
+    def orders_with(self, client_order_id: str) -> int:
+        return self.broker.placed.count(client_order_id)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"{name}: the engine's test double declares no such capability")
+
+
+@asynccontextmanager
+async def _engine_fake() -> AsyncIterator[BrokerUnderTest]:
+    broker = FakeBroker()
+    yield BrokerUnderTest(
+        "engine-fake", broker, REGISTRY["engine-fake"].capabilities, FakeBrokerRemote(broker)
+    )
+    await broker.aclose()
+
+
 REGISTRY: dict[str, BrokerKind] = {
+    "engine-fake": BrokerKind(
+        frozenset({SAME_STATE_ON_DUPLICATE, FILLS, FILLS_AT_ONCE, REMEMBERS_ORDERS}), _engine_fake
+    ),
     "dry-run": BrokerKind(frozenset({SAME_STATE_ON_DUPLICATE, FILLS, FILLS_AT_ONCE}), _dry_run),
     "alpaca": BrokerKind(
         frozenset(

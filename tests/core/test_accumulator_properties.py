@@ -173,9 +173,9 @@ class Sim:
         if outcome == "full":
             return self._settle(execution, execution_filled(execution), rejected=False)
         if outcome == "partial":
-            span = execution.shares * 10**places - 1
+            span = int(execution.shares.scaleb(places)) - 1  # base units, exact
             if span <= 0:
-                places, span = 18, execution.shares * 10**18 - 1
+                places, span = 18, int(execution.shares.scaleb(18)) - 1
             filled = amounts.from_base_units(1 + units % span, places)
             return self._settle(execution, filled, rejected=False)
         return self._settle(execution, ZERO, rejected=outcome == "reject")

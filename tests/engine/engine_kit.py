@@ -8,11 +8,20 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.broker.base import OrderRequest, OrderState, OrderStatus
+from bot.broker.base import (
+    AccountState,
+    AssetInfo,
+    BrokerPosition,
+    MarketClock,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+)
 from bot.core import amounts
 from bot.core.model import Direction, RawLog, TokenInfo
 from bot.devnet.synthetic import (
@@ -120,6 +129,35 @@ class FakeBroker:
     async def lookup(self, client_order_id: str) -> OrderState | None:
         self.calls.append(f"lookup {client_order_id}")
         return self.orders.get(client_order_id)
+
+    # the rest of the broker seam: a broker that is always open and holds no positions
+    kind = "fake"
+    host = "fake"
+    keeps_positions = False
+
+    async def get_order(self, broker_order_id: str) -> OrderState | None:
+        return next((o for o in self.orders.values() if o.broker_order_id == broker_order_id), None)
+
+    async def orders_since(self, after: datetime) -> list[OrderState]:
+        return list(self.orders.values())
+
+    async def cancel(self, broker_order_id: str) -> None:
+        return None
+
+    async def clock(self) -> MarketClock:
+        return MarketClock(datetime.now(UTC), is_open=True, next_open=None, next_close=None)
+
+    async def account(self) -> AccountState:
+        return AccountState("fake", "ACTIVE", False, False, True, Decimal(10**9))
+
+    async def positions(self) -> list[BrokerPosition]:
+        return []
+
+    async def asset(self, symbol: str) -> AssetInfo | None:
+        return AssetInfo(symbol, tradable=True, fractionable=False, shortable=True)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class Fills:

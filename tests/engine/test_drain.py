@@ -71,6 +71,8 @@ async def test_worked_example_sells_03_05_04_give_one_buy_of_1(
             "unhedged_shares": "-0.2",
             "parked": False,
             "consecutive_rejections": 0,
+            "broker_position_shares": None,  # the dry-run broker holds nothing
+            "drift_shares": None,
         }
     ]
     assert [
