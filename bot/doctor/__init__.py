@@ -60,8 +60,8 @@ async def run_checks(
     (probes, chain_results), broker_results = await asyncio.gather(
         chain_group(), broker_checks(settings, tickers, timeout_s)
     )
-    # the chain id only counts when every provider agrees on it (else providers fails)
-    chain_ids = {p.chain_id for p in probes}
+    # the chain id counts only when every provider that answered agrees on it
+    chain_ids = {p.chain_id for p in probes if not p.error}
     chain_id = next(iter(chain_ids)) if len(chain_ids) == 1 else None
     return [
         _config_check(loaded, chain_id),

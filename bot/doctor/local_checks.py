@@ -60,12 +60,26 @@ def _has_table(conn: sqlite3.Connection, table: str) -> bool:
     return row is not None
 
 
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """A read-only connection that leaves no file behind.
+
+    A read-only connection to a WAL database creates its ``-wal``/``-shm`` files when they are
+    missing and cannot remove them. They are missing only when no connection has the database
+    open and its WAL is checkpointed: then the file alone is the whole database, and it is
+    opened ``immutable`` (no side files, no locks). Otherwise (``run`` may be writing) ``mode=ro``
+    reads through the existing WAL like any reader.
+    """
+    side_files = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    flags = "mode=ro" if any(p.exists() for p in side_files) else "mode=ro&immutable=1"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
+
+
 def traded_tickers(path: Path) -> list[str]:
     """The tickers the database holds positions for (best effort: [] when it cannot tell)."""
     if not path.is_file():
         return []
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = open_for_reading(path)
         try:
             if not _has_table(conn, "positions"):
                 return []
@@ -103,7 +117,7 @@ def database_check(loaded: LoadedConfig, chain_id: int | None) -> CheckResult:
             f"give this user write access to {path} and its folder, or {elsewhere}",
         )
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = open_for_reading(path)
         try:
             return _schema_and_meta(conn, loaded, chain_id)
         finally:
