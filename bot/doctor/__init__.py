@@ -10,9 +10,10 @@ deadline, so a dead node or broker gives a failing line within seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
-from bot.config import DEVNET_CHAIN_ID, LoadedConfig, load
+from bot.config import DEVNET_CHAIN_ID, LoadedConfig, Settings, load, redact_url
 from bot.doctor import chain_checks, local_checks
 from bot.doctor.broker_checks import broker_checks
 from bot.doctor.chain_checks import DEFAULT_TIMEOUT_S
@@ -32,6 +33,42 @@ def _config_check(loaded: LoadedConfig, chain_id: int | None) -> CheckResult:
             "set live.confirmations (e.g. 12) in the file or BOT__LIVE__CONFIRMATIONS",
         )
     return passed("config", f"{loaded.path} loads (file and BOT__ environment)")
+
+
+_MIN_SECRET_TAIL = 12
+
+
+def _secret_texts(settings: Settings) -> list[tuple[str, str]]:
+    """``(secret, shown instead)`` pairs, longest first: the broker keys, and provider URLs with
+    credentials together with their credential part (a library's error text may quote either).
+    A short URL path (``/ws``) is left alone: it is no key and would garble words."""
+    pairs: list[tuple[str, str]] = []
+    for source in chain_checks.provider_sources(settings):
+        shown = redact_url(source.url)
+        if shown == source.url:
+            continue
+        pairs.append((source.url, shown))
+        rest = source.url.partition("://")[2]
+        host, _, tail = rest.partition("/")
+        pairs += [(part, "<redacted>") for part in (tail, host.rpartition("@")[0]) if part]
+    alpaca = settings.broker.alpaca
+    for secret in (alpaca.api_key_id, alpaca.api_secret):
+        pairs.append((secret.get_secret_value(), "<redacted>"))
+    usable = {(s, r) for s, r in pairs if len(s) >= _MIN_SECRET_TAIL or "://" in s}
+    return sorted(usable, key=lambda pair: -len(pair[0]))
+
+
+def _scrubbed(results: list[CheckResult], settings: Settings) -> list[CheckResult]:
+    """The last guard of "never print a secret": each check already shows redacted URLs and no
+    key; this replaces any secret that still got into a text (an error message quoting one)."""
+    pairs = _secret_texts(settings)
+
+    def scrub(text: str) -> str:
+        for secret, shown in pairs:
+            text = text.replace(secret, shown)
+        return text
+
+    return [dataclasses.replace(r, detail=scrub(r.detail), fix=scrub(r.fix)) for r in results]
 
 
 async def run_checks(
@@ -63,7 +100,7 @@ async def run_checks(
     # the chain id counts only when every provider that answered agrees on it
     chain_ids = {p.chain_id for p in probes if not p.error}
     chain_id = next(iter(chain_ids)) if len(chain_ids) == 1 else None
-    return [
+    results = [
         _config_check(loaded, chain_id),
         *chain_results,
         local_checks.database_check(loaded, chain_id),
@@ -71,6 +108,7 @@ async def run_checks(
         local_checks.disk_check(loaded.database_path),
         local_checks.secrets_check(loaded.path),
     ]
+    return _scrubbed(results, settings)
 
 
 async def run_doctor(
