@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bot.commands import admin, demo, inspect, service
+from bot.commands import admin, demo, doctor, inspect, service
 
 Handler = Callable[[argparse.Namespace], int]
 CommandFactory = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -17,3 +17,4 @@ def register(command: CommandFactory) -> None:
     inspect.register(command)
     admin.register(command)
     demo.register(command)
+    doctor.register(command)
