@@ -1,5 +1,5 @@
-"""``bot retry``, ``skip``, ``unpark``, ``baseline``, ``accept-drift``: mark rows in one short transaction, with no lock
-and no network call; the running consumer acts on them."""
+"""``bot retry``, ``skip``, ``unpark``, ``baseline``, ``accept-drift``: mark rows in one short
+transaction, with no lock and no network call; the running consumer acts on them."""
 
 from __future__ import annotations
 
