@@ -212,13 +212,15 @@ class BrokerWatch:
             changed.append(state)
         await self._save(changed)
 
-    async def _save(self, states: list[TickerBroker]) -> None:
+    async def _save(self, states: list[TickerBroker], *, consumed: bool = False) -> None:
         if not states:
             return
 
         async def body() -> list[Execution]:
             for state in states:
                 await broker_state.save_ticker_in_txn(self._engine.connection, state)
+                if consumed:
+                    await broker_state.consume_marks_in_txn(self._engine.connection, state.ticker)
             return []
 
         await self._engine.transaction(body)
@@ -227,22 +229,22 @@ class BrokerWatch:
 
     async def _apply_marks(self) -> None:
         """Act on `bot baseline` / `bot accept-drift` marks written by the CLI."""
-        fresh = await broker_state.load_tickers(self._engine.connection)
-        for ticker, marked in fresh.items():
+        marks = await broker_state.load_tickers(self._engine.connection)
+        for ticker, marked in marks.items():
             state = self.tickers.setdefault(ticker, TickerBroker(ticker))
-            if marked.baseline_request and marked.baseline_request != state.baseline_request:
+            if marked.baseline_request:
                 await self._baseline(state, marked.baseline_request)
-            elif marked.accept_drift_request and state.drift_shares is not None:
-                state.baseline_shares = amounts.add(state.baseline_shares, state.drift_shares)
+            elif marked.accept_drift_request:
+                drift = state.drift_shares or amounts.ZERO
+                state.baseline_shares = amounts.add(state.baseline_shares, drift)
                 logger.info(
                     "{}: drift {} accepted into the baseline (now {})",
                     ticker,
-                    amounts.to_text(state.drift_shares),
+                    amounts.to_text(drift),
                     amounts.to_text(state.baseline_shares),
                 )
                 state.drift_shares, state.drift_checks = amounts.ZERO, 0
-                state.accept_drift_request = False
-                await self._save([state])
+                await self._save([state], consumed=True)
 
     async def _baseline(self, state: TickerBroker, request: str) -> None:
         quantity = await self._position_of(state.ticker)
@@ -261,13 +263,11 @@ class BrokerWatch:
                     await self._engine.transaction(book)
                 except ValueError as exc:
                     logger.error("{}: baseline not booked: {}", state.ticker, exc)
-                    state.baseline_request = None
-                    await self._save([state])
+                    await self._save([state], consumed=True)
                     return
         logger.info("{}: baseline set ({}); orders resume", state.ticker, note)
         state.awaiting_baseline = None
-        state.baseline_request = None
-        await self._save([state])
+        await self._save([state], consumed=True)
 
     async def _position_of(self, ticker: str) -> Decimal:
         positions: list[BrokerPosition] = await self._broker.positions()

@@ -88,28 +88,35 @@ async def load_tickers(conn: aiosqlite.Connection) -> dict[str, TickerBroker]:
 
 
 async def save_ticker_in_txn(conn: aiosqlite.Connection, state: TickerBroker) -> None:
+    """Upsert what the bot owns of a ticker's row; the operator's marks are left as they are
+    (the CLI may write one at any moment): :func:`consume_marks_in_txn` clears them."""
     await conn.execute(
-        "INSERT INTO ticker_broker (ticker, awaiting_baseline, baseline_request, baseline_shares,"
-        " accept_drift_request, broker_position_shares, drift_shares, drift_checks, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ticker) DO UPDATE SET"
+        "INSERT INTO ticker_broker (ticker, awaiting_baseline, baseline_shares,"
+        " broker_position_shares, drift_shares, drift_checks, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ticker) DO UPDATE SET"
         " awaiting_baseline = excluded.awaiting_baseline,"
-        " baseline_request = excluded.baseline_request,"
         " baseline_shares = excluded.baseline_shares,"
-        " accept_drift_request = excluded.accept_drift_request,"
         " broker_position_shares = excluded.broker_position_shares,"
         " drift_shares = excluded.drift_shares, drift_checks = excluded.drift_checks,"
         " updated_at = excluded.updated_at",
         (
             state.ticker,
             state.awaiting_baseline,
-            state.baseline_request,
             amounts.to_text(state.baseline_shares),
-            int(state.accept_drift_request),
             _text(state.broker_position_shares),
             _text(state.drift_shares),
             state.drift_checks,
             now_text(),
         ),
+    )
+
+
+async def consume_marks_in_txn(conn: aiosqlite.Connection, ticker: str) -> None:
+    """The bot acted on the operator's ``baseline``/``accept-drift`` marks of ``ticker``."""
+    await conn.execute(
+        "UPDATE ticker_broker SET baseline_request = NULL, accept_drift_request = 0,"
+        " updated_at = ? WHERE ticker = ?",
+        (now_text(), ticker),
     )
 
 
