@@ -20,6 +20,7 @@ class Reason(StrEnum):
     PARKED = "parked"
     MARKET_CLOSED = "market closed"
     BROKER_UNREACHABLE = "broker unreachable"
+    BROKER_UNVERIFIED = "broker account not verified yet"
     ACCOUNT_BLOCKED = "account blocked"
     KEYS_REFUSED = "broker keys refused"
     ACCOUNT_REFUSED = "account-wide refusal"

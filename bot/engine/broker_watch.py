@@ -51,15 +51,28 @@ class BrokerWatch:
         self.market_as_of: datetime | None = None
         self._due: dict[str, float] = {}
         self._asset_checked: set[str] = set()
+        self.verified = False  # keys, identity and inherited positions checked once
 
     # ------------------------------------------------------------------------------- start
 
     async def start(self) -> None:
-        """Keys, identity, a new database's inherited positions, the clock (SPEC §5)."""
-        conn = self._engine.connection
-        self.tickers = await broker_state.load_tickers(conn)
+        """Keys, identity, a new database's inherited positions, the clock (SPEC §5).
+
+        A broker that does not answer is not fatal: every order waits (``broker account not
+        verified yet``) and :meth:`tick` tries again until it has done all of this once."""
+        self.tickers = await broker_state.load_tickers(self._engine.connection)
+        self._engine.blocks.set(ALL, Reason.BROKER_UNVERIFIED, "checking the account", utc_now())
+        await self._first_contact()
+
+    async def _first_contact(self) -> None:
         try:
             account = await self._broker.account()
+            identity = BrokerIdentity(self._broker.kind, self._broker.host, account.account_id)
+            new = await broker_state.check_or_record_identity(self._engine.connection, identity)
+            self._note_account(account.may_trade, account.status)
+            if new and self._broker.keeps_positions:
+                await self._find_inherited()
+            await self._refresh_clock()
         except BrokerAuthError as exc:
             raise ConfigError(
                 f"the broker refused the API keys ({exc}): check broker.alpaca.api_key_id and "
@@ -67,15 +80,11 @@ class BrokerWatch:
                 "and broker.alpaca.base_url (paper keys only work on the paper host)"
             ) from None
         except BrokerError as exc:
-            logger.warning("broker unreachable at start ({}): orders wait until it answers", exc)
-            self._block(Reason.BROKER_UNREACHABLE, f"at start: {exc}")
+            logger.warning("broker unreachable ({}): orders wait until it answers", exc)
+            self._engine.blocks.set(ALL, Reason.BROKER_UNVERIFIED, str(exc), utc_now())
             return
-        identity = BrokerIdentity(self._broker.kind, self._broker.host, account.account_id)
-        new = await broker_state.check_or_record_identity(conn, identity)
-        self._note_account(account.may_trade, account.status)
-        if new and self._broker.keeps_positions:
-            await self._find_inherited()
-        await self._refresh_clock()
+        self.verified = True
+        self._engine.blocks.clear(ALL, Reason.BROKER_UNVERIFIED)
         await self._store()
 
     async def _find_inherited(self) -> None:
@@ -118,6 +127,12 @@ class BrokerWatch:
 
     async def tick(self) -> None:
         """Periodic duties; call once per housekeeping step of the live loop."""
+        if not self.verified:
+            if self._is_due("first contact", self._options.clock_every_s / 6):
+                await self._first_contact()
+            if not self.verified:
+                await self._store()
+                return
         try:
             if self._is_due("clock", self._options.clock_every_s):
                 await self._refresh_clock()

@@ -115,3 +115,34 @@ async def test_reconciliation_measures_drift_and_accept_drift_folds_it_into_the_
     await watch.tick()
     (position,) = queries.status(db_path)["positions"]
     assert position["drift_shares"] == "0"
+
+
+async def test_a_broker_down_at_start_holds_every_order_until_its_account_is_verified(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = AlpacaBroker(
+        base_url=f"http://127.0.0.1:{port}", key_id=KEY, secret=SECRET, timeout_s=1.0
+    )
+    later = FakeAlpaca(key_id=KEY, secret=SECRET, step_s=3600.0)
+    try:
+        engine = await open_engine(broker=client, poll_interval_s=0.0)
+        watch = BrokerWatch(engine, client, WatchOptions(clock_every_s=0.0))
+        await watch.start()  # nobody answers: not fatal
+        await enqueue([fills.sell("2", "200")])
+        await watch.tick()
+        await engine.drain(up_to_block=1)
+        assert rows(db_path, "SELECT COUNT(*) FROM executions") == [(0,)]
+        (blocked,) = queries.status(db_path)["hedging_blocked"]
+        assert blocked["reason"].startswith("broker account not verified yet")
+        await later.start(port=port)
+        await settle(engine, later, watch, 1)
+        assert [(o["side"], o["qty"]) for o in later.orders()] == [("buy", "2")]
+        assert queries.status(db_path)["hedging_blocked"] == []
+    finally:
+        await client.aclose()
+        await later.stop()
