@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_kit import SERVED, Enqueue, FakeChain, Fills, OpenEngine, fast_options
+from engine_kit import SERVED, AtAlpaca, Enqueue, FakeChain, Fills, OpenEngine, fast_options
 
+from bot.broker.alpaca import AlpacaBroker
 from bot.broker.base import Broker
 from bot.broker.dry_run import DryRunBroker
 from bot.core.model import RawLog
 from bot.core.tokens import DEFAULT_RULES
+from bot.devnet.fake_alpaca import FakeAlpaca
 from bot.engine import Engine
 from bot.store import queue
 from bot.store.connection import connect
@@ -60,3 +62,17 @@ def enqueue(db_path: Path) -> Enqueue:
 @pytest.fixture
 def fills() -> Fills:
     return Fills()
+
+
+@pytest.fixture
+async def at() -> AsyncIterator[AtAlpaca]:
+    """The fake Alpaca server (fills only on ``fake.step()``) and the real client talking to it
+    over loopback HTTP."""
+    fake = FakeAlpaca(key_id=AtAlpaca.KEY, secret=AtAlpaca.SECRET, step_s=3600.0)
+    await fake.start()
+    broker = AlpacaBroker(
+        base_url=fake.base_url, key_id=AtAlpaca.KEY, secret=AtAlpaca.SECRET, timeout_s=5.0
+    )
+    yield AtAlpaca(fake, broker)
+    await broker.aclose()
+    await fake.stop()

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from bot.broker.alpaca import AlpacaBroker
 from bot.broker.base import (
     AccountState,
     AssetInfo,
@@ -24,6 +25,7 @@ from bot.broker.base import (
 )
 from bot.core import amounts
 from bot.core.model import Direction, RawLog, TokenInfo
+from bot.devnet.fake_alpaca import FakeAlpaca
 from bot.devnet.synthetic import (
     AAPL,
     NVDA,
@@ -46,6 +48,16 @@ from bot.store.connection import ServedChain
 SERVED = ServedChain(31337, ORDERBOOK, OWNER, 0)
 TOKENS = {"AAPL": AAPL, "NVDA": NVDA}
 OTHER_OWNER = address_of("someone-else")
+
+
+@dataclass(frozen=True)
+class AtAlpaca:
+    """The fake Alpaca server's far side and the real client talking to it."""
+
+    KEY: ClassVar[str] = "fake-key-id"
+    SECRET: ClassVar[str] = "fake-secret"
+    fake: FakeAlpaca
+    broker: AlpacaBroker
 
 
 class SimulatedCrash(Exception):

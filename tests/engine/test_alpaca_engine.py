@@ -4,13 +4,11 @@ HTTP — partial fills, rejections, account-wide refusals, the market clock, a l
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from engine_kit import Enqueue, Fills, OpenEngine, rows
+from engine_kit import AtAlpaca, Enqueue, Fills, OpenEngine, rows
 
 from bot.broker.alpaca import AlpacaBroker
 from bot.core.blocking import ALL, Reason
@@ -20,30 +18,7 @@ from bot.engine.broker_watch import BrokerWatch, WatchOptions
 from bot.errors import ConfigError
 from bot.store import queries
 
-KEY, SECRET = "fake-key-id", "fake-secret"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    server = FakeAlpaca(key_id=KEY, secret=SECRET, step_s=3600.0)  # fills step by step()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@dataclass(frozen=True)
-class AtAlpaca:
-    """The fake's far side and the real client talking to it."""
-
-    fake: FakeAlpaca
-    broker: AlpacaBroker
-
-
-@pytest.fixture
-async def at(fake: FakeAlpaca) -> AsyncIterator[AtAlpaca]:
-    broker = AlpacaBroker(base_url=fake.base_url, key_id=KEY, secret=SECRET, timeout_s=5.0)
-    yield AtAlpaca(fake, broker)
-    await broker.aclose()
+KEY, SECRET = AtAlpaca.KEY, AtAlpaca.SECRET
 
 
 async def settle(engine: Engine, fake: FakeAlpaca, *, up_to_block: int) -> None:
@@ -206,9 +181,9 @@ async def test_market_closed_books_fills_without_orders_then_one_per_ticker_at_t
 
 
 async def test_refused_keys_at_start_are_a_config_error_naming_the_keys(
-    open_engine: OpenEngine, fake: FakeAlpaca
+    open_engine: OpenEngine, at: AtAlpaca
 ) -> None:
-    broker = AlpacaBroker(base_url=fake.base_url, key_id="wrong-key", secret="wrong-secret")
+    broker = AlpacaBroker(base_url=at.fake.base_url, key_id="wrong-key", secret="wrong-secret")
     try:
         engine = await open_engine(broker=broker)
         with pytest.raises(ConfigError) as caught:

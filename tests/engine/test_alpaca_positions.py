@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-from engine_kit import Enqueue, Fills, OpenEngine, rows
+from engine_kit import AtAlpaca, Enqueue, Fills, OpenEngine, rows
 
 from bot.broker.alpaca import AlpacaBroker
 from bot.core.blocking import Reason
@@ -18,28 +15,7 @@ from bot.engine import Engine
 from bot.engine.broker_watch import BrokerWatch, WatchOptions
 from bot.store import admin, queries
 
-KEY, SECRET = "fake-key-id", "fake-secret"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    server = FakeAlpaca(key_id=KEY, secret=SECRET, step_s=3600.0)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@dataclass(frozen=True)
-class AtAlpaca:
-    fake: FakeAlpaca
-    broker: AlpacaBroker
-
-
-@pytest.fixture
-async def at(fake: FakeAlpaca) -> AsyncIterator[AtAlpaca]:
-    client = AlpacaBroker(base_url=fake.base_url, key_id=KEY, secret=SECRET, timeout_s=5.0)
-    yield AtAlpaca(fake, client)
-    await client.aclose()
+KEY, SECRET = AtAlpaca.KEY, AtAlpaca.SECRET
 
 
 async def settle(engine: Engine, fake: FakeAlpaca, watch: BrokerWatch, block: int) -> None:
