@@ -29,7 +29,8 @@ from bot.errors import BrokerAuthError, BrokerError, BrokerUnavailable, ConfigEr
 from bot.store import broker_state
 from bot.store.broker_state import BrokerIdentity, TickerBroker
 
-HISTORY_SINCE = datetime(2015, 1, 1, tzinfo=UTC)  # Alpaca's order history starts after this
+HISTORY_SINCE = datetime(2015, 1, 1, tzinfo=UTC)
+RUNTIME_REFRESH_S = 60.0  # Alpaca's order history starts after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class BrokerWatch:
         self._due: dict[str, float] = {}
         self._asset_checked: set[str] = set()
         self.verified = False  # keys, identity and inherited positions checked once
+        self._stored: dict[str, object] | None = None
+        self._stored_at = 0.0
 
     # ------------------------------------------------------------------------------- start
 
@@ -299,23 +302,27 @@ class BrokerWatch:
     # ------------------------------------------------------------------------------- status
 
     async def _store(self) -> None:
+        """What ``status`` shows of the broker; written only when it changed (each write is a
+        durable commit, and this runs at every drain pass)."""
         now = utc_now()
-        await broker_state.save_runtime(
-            self._engine.connection,
-            {
-                "market_open": self.market_open,
-                "next_open": None if self.next_open is None else self.next_open.isoformat(),
-                "market_as_of": None
-                if self.market_as_of is None
-                else self.market_as_of.isoformat(),
-                "hedging_blocked": [
-                    {
-                        "ticker": b.ticker,
-                        "reason": f"{b.reason}: {b.detail}",
-                        "since": b.since.isoformat(),
-                    }
-                    for b in self._engine.blocking_reasons(now)
-                ],
-                "broker_kind": self._broker.kind,
-            },
-        )
+        values: dict[str, object] = {
+            "market_open": self.market_open,
+            "next_open": None if self.next_open is None else self.next_open.isoformat(),
+            "market_as_of": None if self.market_as_of is None else self.market_as_of.isoformat(),
+            "hedging_blocked": [
+                {
+                    "ticker": b.ticker,
+                    "reason": f"{b.reason}: {b.detail}",
+                    "since": b.since.isoformat(),
+                }
+                for b in self._engine.blocking_reasons(now)
+            ],
+            "broker_kind": self._broker.kind,
+        }
+        # market_as_of moves at every clock read: alone it is worth a commit once a minute
+        comparable = {k: v for k, v in values.items() if k != "market_as_of"}
+        fresh = time.monotonic() - self._stored_at < RUNTIME_REFRESH_S
+        if comparable == self._stored and fresh:
+            return
+        await broker_state.save_runtime(self._engine.connection, values)
+        self._stored, self._stored_at = comparable, time.monotonic()

@@ -34,6 +34,7 @@ from bot.core.tokens import SymbolRules
 from bot.engine.compensation import book_compensations_in_txn
 from bot.engine.desk import Desk, DeskOptions, utc_now
 from bot.engine.prepare import Prepared, Preparer, RetryPolicy
+from bot.errors import TransientError
 from bot.store import ledger, queue
 from bot.store.connection import ServedChain, StoreMeta, open_database
 
@@ -228,6 +229,8 @@ class Engine:
             await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
             await queue.mark_processed_in_txn(self._conn, [(event_id, True)])
             await self._conn.execute("RELEASE event")
+        except TransientError:
+            raise  # not this event's fault (a queue race, a busy database): the batch is retried
         except Exception as exc:
             logger.exception("event {} could not be booked", event_id)
             await self._conn.execute("ROLLBACK TO event")
