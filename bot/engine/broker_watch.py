@@ -321,6 +321,9 @@ class BrokerWatch:
         }
         # market_as_of moves at every clock read: alone it is worth a commit once a minute
         comparable = {k: v for k, v in values.items() if k != "market_as_of"}
+        comparable["hedging_blocked"] = [
+            (b.ticker, b.reason, b.detail) for b in self._engine.blocking_reasons(now)
+        ]
         fresh = time.monotonic() - self._stored_at < RUNTIME_REFRESH_S
         if comparable == self._stored and fresh:
             return
