@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.commands.service import run_until_stopped
 from bot.config import LoadedConfig, load
 from bot.core import amounts
 from bot.devnet.cli import launch_devnet, merge_expected, start_background_simulation
-from bot.devnet.rpc import JsonRpcClient
-from bot.devnet.simulate import BackgroundSimulation
 from bot.devnet.state import DEFAULT_DIR
 from bot.store import queries
+
+if TYPE_CHECKING:  # imports web3 (~0.7 s), which only `bot demo` itself needs
+    from bot.devnet.simulate import BackgroundSimulation
 
 Handler = Callable[[argparse.Namespace], int]
 CATCH_UP_S = 15.0
@@ -123,8 +125,10 @@ def _demo(args: argparse.Namespace) -> int:
             return merge_expected(devnet.expected, simulation.snapshot().expected)
 
         def head() -> int:
-            with JsonRpcClient(devnet.http_url) as rpc:
-                return int(rpc.call("eth_blockNumber", []), 16)
+            from bot.devnet.contracts import connect  # noqa: PLC0415 (web3, loaded by now)
+
+            with connect(devnet.http_url) as w3:
+                return int(w3.eth.block_number)
 
         try:
             loaded = load(devnet.paths.config)
