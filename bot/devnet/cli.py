@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-_CONTINUOUS_SEED_OFFSET = 1_000_003
+CONTINUOUS_SEED_OFFSET = 1_000_003
 """The continuous stream uses ``seed + offset`` so it does not replay the initial fills."""
 
 
@@ -109,7 +109,7 @@ def start_background_simulation(
     return BackgroundSimulation(
         devnet.http_url,
         devnet.deployment,
-        seed=seed + _CONTINUOUS_SEED_OFFSET,
+        seed=seed + CONTINUOUS_SEED_OFFSET,
         rate=rate,
         duration_s=duration_s,
     ).start()
