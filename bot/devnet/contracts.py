@@ -111,6 +111,9 @@ def connect(url: str, timeout_s: float = 30.0) -> Iterator[Web3]:
     and they cost two more RPCs (chain id, latest block) per transaction sent.
     """
     session = requests.Session()
+    # No proxy or netrc from the environment: an HTTP(S)_PROXY must not capture a loopback
+    # devnet, and requests would otherwise look them up again for every call.
+    session.trust_env = False
     provider = HTTPProvider(
         url,
         request_kwargs={"timeout": timeout_s},
@@ -157,7 +160,8 @@ def translated_errors(url: str) -> Iterator[None]:
 
 def wire_form(value: Any) -> Any:
     """A web3-formatted value back in JSON-RPC form: ints as hex quantities, bytes as ``0x``
-    hex, addresses lowercase, as the node sent them (and as ``bot.chain`` sees them)."""
+    hex, addresses lowercase, as the node sent them (and as ``bot.chain`` sees them). One
+    difference: anvil 1.7.1 sends a receipt's top-level ``blockTimestamp`` as a plain number."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -252,7 +256,9 @@ class TxSender:
                 tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=RECEIPT_POLL_S
             )
         except TimeExhausted as exc:
-            raise DevnetError(f"no receipt for {tx_hash.to_0x_hex()} after {exc}") from exc
+            raise DevnetError(
+                f"no receipt for {tx_hash.to_0x_hex()} after {RECEIPT_TIMEOUT_S} s"
+            ) from exc
 
     def _url(self) -> str:
         if isinstance(self.node, JsonRpcClient):

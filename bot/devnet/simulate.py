@@ -171,7 +171,8 @@ def simulate_continuously(
     on_tx: Callable[[PlannedTx, dict[str, Any]], None] | None = None,
 ) -> SimulationStats:
     """Send fills at ``rate`` fills per second until ``stop`` is set, ``duration_s`` passes or
-    ``max_fills`` are sent; each transaction's receipt is awaited before the next is sent."""
+    ``max_fills`` are sent; each transaction's receipt is awaited before the next is sent (and
+    given to ``on_tx`` in JSON-RPC form). Prices follow one walk over the whole stream."""
     if rate <= 0:
         raise ValueError("rate must be > 0 fills per second")
     stats = stats if stats is not None else SimulationStats()
@@ -189,13 +190,13 @@ def simulate_continuously(
             if deadline is not None and time.monotonic() >= deadline:
                 break
             send_planned(sender, tx, deployment)
-            receipt = wire_form(sender.flush()[-1])
+            receipt = sender.flush()[-1]
             with lock:
                 stats.transactions += 1
                 stats.fills += len(tx.fills)
                 add_expected(stats.expected, tx)
             if on_tx is not None:
-                on_tx(tx, receipt)
+                on_tx(tx, wire_form(receipt))
     return stats
 
 

@@ -15,7 +15,7 @@ from web3.exceptions import ContractLogicError
 from bot.devnet.anvil import AnvilProcess
 from bot.devnet.contracts import ARTIFACTS_DIR, TxSender, connect, orderbook_artifact
 from bot.devnet.deploy import balance_of, deploy
-from bot.devnet.plan import TOKENS, PlannedTx
+from bot.devnet.plan import TOKENS, PlannedTx, make_plan
 from bot.devnet.rpc import RpcError, TransactionFailedError
 from bot.devnet.simulate import planned_call, run_plan, send_planned
 from devnet.helpers import SIGNATURES, SPEC_TOPICS, clear, decode_event, take
@@ -41,6 +41,15 @@ def test_spec_topic0_constants_are_keccak_of_canonical_signatures() -> None:
         assert "0x" + bytes(keccak(text=text)).hex() == SPEC_TOPICS[name]
         assert orderbook_artifact().event_signature(name) == text
         assert orderbook_artifact().event_topic(name) == SPEC_TOPICS[name]
+
+
+def test_run_plan_returns_the_receipts_the_node_sends(chain: Chain) -> None:
+    receipts = run_plan(chain.rpc, chain.deployment, make_plan(seed=3, fills=6))
+    assert receipts
+    for receipt in receipts:
+        raw = chain.rpc.call("eth_getTransactionReceipt", [receipt["transactionHash"]])
+        assert int(receipt.pop("blockTimestamp"), 16) == int(raw.pop("blockTimestamp"))
+        assert receipt == raw  # web3's receipt back in JSON-RPC form, field for field
 
 
 def test_real_logs_carry_spec_topic0_and_no_indexed_topics(chain: Chain) -> None:
