@@ -220,6 +220,19 @@ def test_token_is_a_real_erc20(chain: Chain) -> None:
     assert [log["topics"][0].to_0x_hex() for log in receipt["logs"]] == [transfer_topic]
 
 
+def test_sender_waits_for_receipts_every_max_unconfirmed_sends(chain: Chain) -> None:
+    """anvil's back-pressure rule (NOTES.md): never more than ``max_unconfirmed`` unconfirmed."""
+    d = chain.deployment
+    with connect(chain.http_url) as w3:
+        usdc = _plain_contract(w3, "TestToken", d.tokens["USDC"].address)
+        sender = TxSender(w3, max_unconfirmed=3, keep_receipts=True)
+        for sent in range(1, 8):
+            sender.send(usdc.functions.transfer(d.clearer, 1), d.taker, 100_000)
+            assert len(sender.receipts) == sent // 3 * 3
+        assert [r["status"] for r in sender.flush()] == [1]
+        assert len(sender.receipts) == 7
+
+
 def test_session_chain_is_deployed_once_and_usable(session_chain: Chain) -> None:
     d = session_chain.deployment
     assert int(session_chain.rpc.call("eth_chainId"), 16) == d.chain_id == 31337
