@@ -2,7 +2,9 @@
 
 Everything runs on embedded defaults: anvil on a free port, the test contracts, a config and an
 SQLite database under ``.devnet/``, and the dry-run broker. A status view is printed every few
-seconds; the hedges are also logged as they happen. Ctrl-C (or ``--duration``) stops it, exit 0.
+seconds, shares rounded to 4 decimals and prices to the cent (the database, ``status --json``
+and the logs keep exact values); the hedges are also logged as they happen. Ctrl-C (or
+``--duration``) stops it, exit 0.
 """
 
 from __future__ import annotations
@@ -12,23 +14,48 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.commands.service import run_until_stopped
 from bot.config import LoadedConfig, load
 from bot.core import amounts
 from bot.devnet.cli import launch_devnet, merge_expected, start_background_simulation
-from bot.devnet.rpc import JsonRpcClient
-from bot.devnet.simulate import BackgroundSimulation
 from bot.devnet.state import DEFAULT_DIR
 from bot.store import queries
+
+if TYPE_CHECKING:  # imports web3 (~0.7 s), which only `bot demo` itself needs
+    from bot.devnet.simulate import BackgroundSimulation
 
 Handler = Callable[[argparse.Namespace], int]
 CATCH_UP_S = 15.0
 
 
+SHARES_SHOWN = Decimal("0.0001")
+"""Shares are shown to 4 decimals, USDC to the cent; the database and JSON keep exact values."""
+CENTS = Decimal("0.01")
+
+
+def _rounded(value: object, places: Decimal) -> str:
+    """``value`` (an exact decimal string or Decimal) rounded half-up to ``places`` for a person;
+    a value that rounds to zero shows as 0 (no "-0.0000")."""
+    shown = amounts.from_text(str(value)).quantize(places, rounding=ROUND_HALF_UP)
+    return f"{shown if shown != 0 else abs(shown)}"
+
+
+def shares_for_people(value: object) -> str:
+    """``"12.3457"`` for ``"12.345678901234567890"``."""
+    return _rounded(value, SHARES_SHOWN)
+
+
+def usdc_for_people(value: object) -> str:
+    """``"$190.24"`` for ``"190.2351"``."""
+    return f"${_rounded(value, CENTS)}"
+
+
 def _render(report: dict[str, object], expected: dict[str, Decimal]) -> str:
+    """The status view, amounts rounded for reading (``bot status --json`` has them exact)."""
     lines = [
         f"--- status: checkpoint {report['checkpoint_block']}, head {report['head_block']}, "
         f"idle {str(report['idle']).lower()}, queue {report['queue']}"
@@ -37,18 +64,20 @@ def _render(report: dict[str, object], expected: dict[str, Decimal]) -> str:
     assert isinstance(positions, list)
     for p in positions:
         chain = expected.get(p["ticker"])
-        target = "" if chain is None else f" (devnet sent {amounts.to_text(chain)})"
+        target = "" if chain is None else f" (devnet sent {shares_for_people(chain)})"
         lines.append(
-            f"    {p['ticker']:<6} on-chain {p['onchain_net_shares']}{target}, hedged "
-            f"{p['hedged_shares']}, in flight {p['in_flight_shares']}, unhedged "
-            f"{p['unhedged_shares']}{'  PARKED' if p['parked'] else ''}"
+            f"    {p['ticker']:<6} on-chain {shares_for_people(p['onchain_net_shares'])}{target}, "
+            f"hedged {shares_for_people(p['hedged_shares'])}, in flight "
+            f"{shares_for_people(p['in_flight_shares'])}, unhedged "
+            f"{shares_for_people(p['unhedged_shares'])}{'  PARKED' if p['parked'] else ''}"
         )
     executions = report.get("executions") or []
     assert isinstance(executions, list)
     for e in executions[-5:]:
+        price = "" if e["avg_price"] is None else f" at {usdc_for_people(e['avg_price'])}"
         lines.append(
             f"    hedge #{e['id']}: {e['direction']} {e['shares']} {e['ticker']} -> "
-            f"{e['status']} ({e['filled_shares']} filled)"
+            f"{e['status']} ({shares_for_people(e['filled_shares'])} filled{price})"
         )
     return "\n".join(lines)
 
@@ -123,8 +152,10 @@ def _demo(args: argparse.Namespace) -> int:
             return merge_expected(devnet.expected, simulation.snapshot().expected)
 
         def head() -> int:
-            with JsonRpcClient(devnet.http_url) as rpc:
-                return int(rpc.call("eth_blockNumber", []), 16)
+            from bot.devnet.contracts import connect  # noqa: PLC0415 (web3, loaded by now)
+
+            with connect(devnet.http_url) as w3:
+                return int(w3.eth.block_number)
 
         try:
             loaded = load(devnet.paths.config)

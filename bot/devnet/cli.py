@@ -16,20 +16,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.core import amounts
 from bot.devnet.anvil import AnvilProcess
-from bot.devnet.deploy import Deployment, deploy
 from bot.devnet.plan import count_fills, expected_net, make_plan
-from bot.devnet.rpc import DevnetError, JsonRpcClient
-from bot.devnet.simulate import BackgroundSimulation, run_plan
+from bot.devnet.rpc import DevnetError
 from bot.devnet.state import DEFAULT_DIR, StatePaths, read_expected, write_expected, write_state
 from bot.errors import BotError
+
+if TYPE_CHECKING:
+    # These import web3 (~0.7 s): every `bot` command imports this module for its parser, so
+    # they are imported where a devnet command runs.
+    from bot.devnet.deploy import Deployment
+    from bot.devnet.simulate import BackgroundSimulation
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-_CONTINUOUS_SEED_OFFSET = 1_000_003
+CONTINUOUS_SEED_OFFSET = 1_000_003
 """The continuous stream uses ``seed + offset`` so it does not replay the initial fills."""
 
 
@@ -65,6 +70,10 @@ def launch_devnet(
 
     A fresh anvil makes any old ``bot.db`` in ``state_dir`` meaningless, so it is removed.
     """
+    from bot.devnet.contracts import connect  # noqa: PLC0415 (web3: see the imports above)
+    from bot.devnet.deploy import deploy  # noqa: PLC0415
+    from bot.devnet.simulate import run_plan  # noqa: PLC0415
+
     paths = StatePaths(state_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
     anvil: AnvilProcess | None = None
@@ -76,10 +85,10 @@ def launch_devnet(
     else:
         http_url, ws = rpc_url, ws_url or _ws_from_http(rpc_url)
     try:
-        with JsonRpcClient(http_url) as rpc:
-            deployment = deploy(rpc)
+        with connect(http_url) as w3:
+            deployment = deploy(w3)
             plan = make_plan(seed, fills)
-            run_plan(rpc, deployment, plan)
+            run_plan(w3, deployment, plan)
         expected = expected_net(plan)
         write_state(paths, deployment, ws_url=ws, http_url=http_url, expected=expected)
         yield Devnet(http_url, ws, deployment, paths, anvil, expected)
@@ -95,10 +104,12 @@ def start_background_simulation(
 
     Its ``snapshot().expected`` holds only the fills it sent: add ``devnet.expected``.
     """
+    from bot.devnet.simulate import BackgroundSimulation  # noqa: PLC0415 (web3)
+
     return BackgroundSimulation(
         devnet.http_url,
         devnet.deployment,
-        seed=seed + _CONTINUOUS_SEED_OFFSET,
+        seed=seed + CONTINUOUS_SEED_OFFSET,
         rate=rate,
         duration_s=duration_s,
     ).start()
@@ -177,15 +188,19 @@ def _up(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     """Send more fills to a devnet started by ``up --keep-running`` (reads its state dir)."""
+    from bot.devnet.contracts import connect  # noqa: PLC0415 (web3: see the imports above)
+    from bot.devnet.deploy import Deployment  # noqa: PLC0415
+    from bot.devnet.simulate import run_plan  # noqa: PLC0415
+
     paths = StatePaths(args.dir)
     if not paths.deployment.is_file():
         print(f"no {paths.deployment}: run `bot devnet up --keep-running` first", file=sys.stderr)
         return EXIT_USAGE
     deployment = Deployment.load(paths.deployment)
     rpc_url = args.rpc_url or _http_url_from_config(paths.config)
-    with JsonRpcClient(rpc_url) as rpc:
+    with connect(rpc_url) as w3:
         plan = make_plan(args.seed, args.fills)
-        run_plan(rpc, deployment, plan)
+        run_plan(w3, deployment, plan)
     previous = read_expected(paths.expected) if paths.expected.is_file() else {}
     merged = merge_expected(previous, expected_net(plan))
     write_expected(paths.expected, merged)

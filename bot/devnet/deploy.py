@@ -1,4 +1,5 @@
-"""Deploy the test tokens and orderbook on a devnet and fund/approve every participant."""
+"""Deploy the test tokens and orderbook on a devnet (web3.py contract objects) and fund and
+approve every participant; ``Deployment`` is what a simulator or a bot config needs of it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.devnet.contracts import checksum, orderbook_artifact, token_artifact
+from web3 import Web3
+from web3.types import BlockIdentifier
+
+from bot.devnet.contracts import (
+    Node,
+    TxSender,
+    checksum,
+    orderbook_artifact,
+    token_artifact,
+    web3_for,
+)
 from bot.devnet.plan import OTHER_OWNERS, TOKENS, US
-from bot.devnet.rpc import DevnetError, JsonRpcClient, TxSender
+from bot.devnet.rpc import DevnetError
 
 DEPLOY_GAS = 5_000_000
 CALL_GAS = 200_000
@@ -83,13 +94,18 @@ class Deployment:
         return cls.from_json(json.loads(path.read_text()))
 
 
-def deploy(rpc: JsonRpcClient) -> Deployment:
+def deploy(node: Node) -> Deployment:
     """Deploy tokens and orderbook with anvil's unlocked accounts, mint to and approve for all.
 
     Accounts (``eth_accounts``): 0 deployer, 1 our order owner, 2-4 other owners, 5 taker,
-    6 clearer.
+    6 clearer. ``node`` is a ``Web3`` or a ``JsonRpcClient`` (then a connection to its URL).
     """
-    accounts = [checksum(a) for a in rpc.call("eth_accounts")]
+    with web3_for(node) as w3:
+        return _deploy(w3)
+
+
+def _deploy(w3: Web3) -> Deployment:
+    accounts = [checksum(a) for a in w3.eth.accounts]
     needed = 3 + len(OTHER_OWNERS) + 1
     if len(accounts) < needed:
         raise DevnetError(f"the node has {len(accounts)} unlocked accounts, {needed} needed")
@@ -97,41 +113,31 @@ def deploy(rpc: JsonRpcClient) -> Deployment:
     others = tuple(accounts[2 : 2 + len(OTHER_OWNERS)])
     taker, clearer = accounts[2 + len(OTHER_OWNERS)], accounts[3 + len(OTHER_OWNERS)]
     participants = (us, *others, taker, clearer)
-    sender = TxSender(rpc)
+    sender = TxSender(w3)
     token_art, book_art = token_artifact(), orderbook_artifact()
 
     for symbol, decimals in TOKENS.items():
-        sender.send(
-            deployer,
-            None,
-            token_art.deploy_data(_TOKEN_NAMES[symbol], symbol, decimals),
-            DEPLOY_GAS,
-        )
-    sender.send(deployer, None, book_art.deploy_data(), DEPLOY_GAS)
+        constructor = token_art.constructor(w3, _TOKEN_NAMES[symbol], symbol, decimals)
+        sender.send(constructor, deployer, DEPLOY_GAS)
+    sender.send(book_art.constructor(w3), deployer, DEPLOY_GAS)
     receipts = sender.flush()
-    addresses = [checksum(r["contractAddress"]) for r in receipts]
+    addresses = [checksum(str(r["contractAddress"])) for r in receipts]
     tokens = {
         symbol: DeployedToken(symbol, address, decimals)
         for (symbol, decimals), address in zip(TOKENS.items(), addresses, strict=False)
     }
     orderbook = addresses[-1]
-    deployment_block = int(receipts[-1]["blockNumber"], 16)
+    deployment_block = int(receipts[-1]["blockNumber"])
 
     for token in tokens.values():
+        contract = sender.contract(token_art, token.address)
         amount = MINT_TOKENS * 10**token.decimals
         for account in participants:
-            sender.send(
-                deployer, token.address, token_art.encode_call("mint", account, amount), CALL_GAS
-            )
-            sender.send(
-                account,
-                token.address,
-                token_art.encode_call("approve", orderbook, MAX_UINT256),
-                CALL_GAS,
-            )
+            sender.send(contract.functions.mint(account, amount), deployer, CALL_GAS)
+            sender.send(contract.functions.approve(orderbook, MAX_UINT256), account, CALL_GAS)
     sender.flush()
     return Deployment(
-        chain_id=int(rpc.call("eth_chainId"), 16),
+        chain_id=int(w3.eth.chain_id),
         orderbook=orderbook,
         deployment_block=deployment_block,
         deployer=deployer,
@@ -143,9 +149,9 @@ def deploy(rpc: JsonRpcClient) -> Deployment:
     )
 
 
-def balance_of(rpc: JsonRpcClient, token: str, account: str, block: str = "latest") -> int:
-    """ERC-20 ``balanceOf`` by ``eth_call`` (an oracle independent of any event decoding)."""
-    art = token_artifact()
-    data = art.encode_call("balanceOf", account)
-    raw = rpc.call("eth_call", [{"to": token, "data": "0x" + data.hex()}, block])
-    return int(art.decode_result("balanceOf", bytes.fromhex(str(raw)[2:]))[0])
+def balance_of(node: Node, token: str, account: str, block: BlockIdentifier = "latest") -> int:
+    """ERC-20 ``balanceOf`` through a web3 contract call (an oracle independent of any event
+    decoding); ``node`` is a ``Web3`` or a ``JsonRpcClient``."""
+    with web3_for(node) as w3:
+        contract = token_artifact().at(w3, token)
+        return int(contract.functions.balanceOf(checksum(account)).call(block_identifier=block))

@@ -2,6 +2,8 @@
 
 Owners are roles (``"us"``, ``"other1"``...), tokens are symbols: a plan is independent of any
 chain, and ``expected_net`` computes from the plan alone what the bot must find on chain.
+Each non-stable symbol trades around its own price, a seeded random walk (``PriceWalk``) that
+drifts slowly from fill to fill; every amount is an exact integer of base units.
 """
 
 from __future__ import annotations
@@ -32,6 +34,22 @@ _EQUITY_PREFIXES = ("wt",)
 _ONE = 10**18
 INT64_MAX_TOKENS = Decimal("9.223372036854775807")
 """18-decimal base units above this many tokens overflow a signed 64-bit integer."""
+START_PRICES: dict[str, Decimal] = {
+    "AAPLs1": Decimal("190"),
+    "TSLAs1": Decimal("250"),
+    "NVDA0x": Decimal("120"),
+    "wtMSFT": Decimal("420"),
+    "WETH": Decimal("3000"),
+}
+"""USDC per whole token where each symbol's walk starts."""
+MAX_STEP_BPS = 25
+"""Between two fills of a symbol its price moves by at most this many basis points."""
+PRICE_BAND = (Decimal("0.5"), Decimal("1.5"))
+"""A walk stays within these multiples of its start price (it turns back at the edges)."""
+SPREAD_BPS = 10
+"""A fill trades within this many basis points of its symbol's walk price."""
+_BPS = 10_000
+_MICRO = 10**6
 
 
 def ticker_of(symbol: str) -> str | None:
@@ -111,6 +129,40 @@ class PlannedTx:
         return isinstance(self.fills[0], ClearFill)
 
 
+class PriceWalk:
+    """Each symbol's price in micro-USDC per whole token (exact ints), a seeded random walk.
+
+    ``step`` moves a price by a uniform whole number of basis points in
+    ``[-MAX_STEP_BPS, MAX_STEP_BPS]`` (rounded down to a micro-USDC); a step that would leave
+    ``PRICE_BAND`` goes the other way instead, so the price drifts slowly and never leaves it.
+    The same ``rng`` state gives the same path.
+    """
+
+    def __init__(self, rng: random.Random, start: dict[str, Decimal] | None = None) -> None:
+        self._rng = rng
+        prices = START_PRICES if start is None else start
+        self.start = {s: int(p * _MICRO) for s, p in prices.items()}
+        self._price = dict(self.start)
+
+    def bounds(self, symbol: str) -> tuple[int, int]:
+        """(lowest, highest) micro-USDC price ``symbol`` may reach."""
+        low, high = PRICE_BAND
+        return int(self.start[symbol] * low), int(self.start[symbol] * high)
+
+    def price(self, symbol: str) -> int:
+        return self._price[symbol]
+
+    def step(self, symbol: str) -> int:
+        """Move ``symbol``'s price one step and return the new price."""
+        price, (low, high) = self._price[symbol], self.bounds(symbol)
+        bps = self._rng.randint(-MAX_STEP_BPS, MAX_STEP_BPS)
+        moved = price * (_BPS + bps) // _BPS
+        if not low <= moved <= high:
+            moved = price * (_BPS - bps) // _BPS
+        self._price[symbol] = moved = min(high, max(low, moved))
+        return moved
+
+
 def _shares_base(rng: random.Random) -> int:
     """18-decimal base units with many significant digits; a quarter above int64's 9.2 tokens."""
     band = rng.random()
@@ -121,9 +173,11 @@ def _shares_base(rng: random.Random) -> int:
     return rng.randrange(92 * _ONE // 10 + 1, 500 * _ONE)
 
 
-def _usdc_for(shares_base: int, rng: random.Random, low: int, high: int) -> int:
-    micro_price = rng.randrange(low * 10**6, high * 10**6)
-    return max(1, shares_base * micro_price // _ONE)
+def _usdc_for(shares_base: int, symbol: str, prices: PriceWalk, rng: random.Random) -> int:
+    """USDC base units for ``shares_base`` at the walk's next price, within ``SPREAD_BPS``."""
+    price = prices.step(symbol)
+    traded = price * (_BPS + rng.randint(-SPREAD_BPS, SPREAD_BPS)) // _BPS
+    return max(1, shares_base * traded // _ONE)
 
 
 def _order(rng: random.Random, owner: str, receives: str, gives: str) -> OrderSpec:
@@ -150,22 +204,19 @@ def _order(rng: random.Random, owner: str, receives: str, gives: str) -> OrderSp
     )
 
 
-def _pair(rng: random.Random, force_non_equity: bool) -> tuple[str, int, int]:
+def _pair(rng: random.Random, prices: PriceWalk, force_non_equity: bool) -> tuple[str, int, int]:
     """(non-stable symbol, its amount, USDC amount) for one fill."""
-    if force_non_equity or rng.random() < 0.1:
-        amount = _shares_base(rng)
-        return NON_EQUITY, amount, _usdc_for(amount, rng, 1000, 4000)
-    symbol = rng.choice(EQUITIES)
+    symbol = NON_EQUITY if force_non_equity or rng.random() < 0.1 else rng.choice(EQUITIES)
     amount = _shares_base(rng)
-    return symbol, amount, _usdc_for(amount, rng, 5, 800)
+    return symbol, amount, _usdc_for(amount, symbol, prices, rng)
 
 
 def _bounty(rng: random.Random, amount: int) -> int:
     return 0 if rng.random() < 0.5 else rng.randrange(0, max(1, amount // 100))
 
 
-def _take(rng: random.Random, owner: str, force_non_equity: bool) -> TakeFill:
-    symbol, amount, usdc = _pair(rng, force_non_equity)
+def _take(rng: random.Random, prices: PriceWalk, owner: str, force_non_equity: bool) -> TakeFill:
+    symbol, amount, usdc = _pair(rng, prices, force_non_equity)
     buys = rng.random() < 0.5  # the order receives the non-stable token
     if buys:
         order = _order(rng, owner, receives=symbol, gives=STABLE)
@@ -184,8 +235,10 @@ def _take(rng: random.Random, owner: str, force_non_equity: bool) -> TakeFill:
     return TakeFill(order, order_input, order_output, contexts)
 
 
-def _clear(rng: random.Random, alice_owner: str, bob_owner: str, force: bool) -> ClearFill:
-    symbol, amount, usdc = _pair(rng, force)
+def _clear(
+    rng: random.Random, prices: PriceWalk, alice_owner: str, bob_owner: str, force: bool
+) -> ClearFill:
+    symbol, amount, usdc = _pair(rng, prices, force)
     alice_buys = rng.random() < 0.5
     alice_in, alice_out = (symbol, STABLE) if alice_buys else (STABLE, symbol)
     alice_in_amount, bob_in_amount = (amount, usdc) if alice_buys else (usdc, amount)
@@ -213,8 +266,14 @@ _DECK = (
 )
 
 
-def iter_fills(rng: random.Random) -> Iterator[TakeFill | ClearFill]:
-    """An endless stream of fills; every 8 consecutive deck cards hold each kind and a WETH pair."""
+def iter_fills(
+    rng: random.Random, prices: PriceWalk | None = None
+) -> Iterator[TakeFill | ClearFill]:
+    """An endless stream of fills; every 8 consecutive deck cards hold each kind and a WETH pair.
+
+    Prices follow ``prices`` (by default a walk drawing from ``rng`` too, so a seed fixes both).
+    """
+    prices = prices if prices is not None else PriceWalk(rng)
     while True:
         deck = list(_DECK)
         rng.shuffle(deck)
@@ -223,20 +282,22 @@ def iter_fills(rng: random.Random) -> Iterator[TakeFill | ClearFill]:
             force = position == weth_at
             others = rng.sample(OTHER_OWNERS, 2)
             if card == "take_us":
-                yield _take(rng, US, force)
+                yield _take(rng, prices, US, force)
             elif card == "take_other":
-                yield _take(rng, others[0], force)
+                yield _take(rng, prices, others[0], force)
             elif card == "clear_us_alice":
-                yield _clear(rng, US, others[0], force)
+                yield _clear(rng, prices, US, others[0], force)
             elif card == "clear_us_bob":
-                yield _clear(rng, others[0], US, force)
+                yield _clear(rng, prices, others[0], US, force)
             else:
-                yield _clear(rng, others[0], others[1], force)
+                yield _clear(rng, prices, others[0], others[1], force)
 
 
-def iter_transactions(rng: random.Random, max_fills: int | None = None) -> Iterator[PlannedTx]:
+def iter_transactions(
+    rng: random.Random, max_fills: int | None = None, prices: PriceWalk | None = None
+) -> Iterator[PlannedTx]:
     """Group the fill stream into transactions: runs of clears (and sometimes takes) share one."""
-    fills = iter_fills(rng)
+    fills = iter_fills(rng, prices)
     emitted = 0
     pending: TakeFill | ClearFill | None = None
     while max_fills is None or emitted < max_fills:

@@ -1,6 +1,8 @@
-"""A small synchronous JSON-RPC client over one keep-alive HTTP connection, plus receipt waits.
+"""A small synchronous JSON-RPC client over one keep-alive HTTP connection, for raw node control.
 
-Dev tooling only: the bot's own RPC client lives in ``bot.chain``.
+Dev tooling only (``evm_mine``, ``anvil_reorg``, ``evm_snapshot``... in tests): deployment and
+simulated fills go through web3.py (``bot.devnet.contracts``); the bot's own RPC client lives in
+``bot.chain``.
 """
 
 from __future__ import annotations
@@ -8,16 +10,10 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import BotError
-
-RECEIPT_TIMEOUT_S = 30.0
-MAX_UNCONFIRMED_SENDS = 50
-"""Wait for receipts at least this often: a piled-up pool made anvil stall (NOTES.md)."""
 
 
 class DevnetError(BotError):
@@ -107,56 +103,3 @@ class JsonRpcClient:
                 )
             return data
         raise AssertionError("unreachable")
-
-    def wait_receipt(self, tx_hash: str, timeout_s: float = RECEIPT_TIMEOUT_S) -> dict[str, Any]:
-        """Poll until the receipt exists (``eth_sendTransaction`` returns before it does)."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.001
-        while True:
-            receipt = self.call("eth_getTransactionReceipt", [tx_hash])
-            if receipt is not None:
-                return dict(receipt)
-            if time.monotonic() > deadline:
-                raise DevnetError(f"no receipt for {tx_hash} after {timeout_s} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-
-@dataclass
-class TxSender:
-    """Sends transactions from unlocked accounts and never lets unconfirmed sends pile up."""
-
-    rpc: JsonRpcClient
-    max_unconfirmed: int = MAX_UNCONFIRMED_SENDS
-    keep_receipts: bool = False
-    """Keep every receipt in ``receipts`` (auto-flushed ones too); off for endless runs."""
-    receipts: list[dict[str, Any]] = field(default_factory=list)
-    _pending: list[str] = field(default_factory=list)
-
-    def send(self, sender: str, to: str | None, data: bytes, gas: int) -> str:
-        """Send one transaction; returns its hash. Waits for receipts every ``max_unconfirmed``."""
-        tx: dict[str, str] = {"from": sender, "data": "0x" + data.hex(), "gas": hex(gas)}
-        if to is not None:
-            tx["to"] = to
-        tx_hash = str(self.rpc.call("eth_sendTransaction", [tx]))
-        self._pending.append(tx_hash)
-        if len(self._pending) >= self.max_unconfirmed:
-            self.flush()
-        return tx_hash
-
-    def flush(self) -> list[dict[str, Any]]:
-        """Wait for every pending receipt; raise ``TransactionFailedError`` on the first revert."""
-        pending, self._pending = self._pending, []
-        receipts = []
-        for tx_hash in pending:
-            receipt = self.rpc.wait_receipt(tx_hash)
-            if int(receipt["status"], 16) != 1:
-                raise TransactionFailedError(tx_hash, receipt)
-            receipts.append(receipt)
-        if self.keep_receipts:
-            self.receipts.extend(receipts)
-        return receipts
-
-    def send_and_wait(self, sender: str, to: str | None, data: bytes, gas: int) -> dict[str, Any]:
-        self.send(sender, to, data, gas)
-        return self.flush()[-1]

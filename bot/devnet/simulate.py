@@ -1,4 +1,5 @@
-"""Execute fill plans on a devnet: a fixed plan, or a continuous stream at a rate."""
+"""Execute fill plans on a devnet through web3.py contract calls: a fixed plan, or a continuous
+stream at a rate (each transaction's receipt awaited before the next)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bot.devnet.contracts import checksum, orderbook_artifact
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+
+from bot.devnet.contracts import (
+    Node,
+    TxSender,
+    checksum,
+    connect,
+    orderbook_artifact,
+    web3_for,
+    wire_form,
+)
 from bot.devnet.deploy import Deployment
 from bot.devnet.plan import (
     ClearFill,
@@ -21,10 +33,17 @@ from bot.devnet.plan import (
     add_expected,
     iter_transactions,
 )
-from bot.devnet.rpc import JsonRpcClient, TxSender
 
 TX_BASE_GAS = 300_000
 GAS_PER_FILL = 400_000
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """A web3 contract call ready to ``transact`` and the devnet account that sends it."""
+
+    sender: str
+    call: ContractFunction
 
 
 def _order_tuple(order: OrderSpec, deployment: Deployment) -> tuple[Any, ...]:
@@ -78,46 +97,55 @@ def clear_args(fill: ClearFill, deployment: Deployment) -> tuple[Any, ...]:
     )
 
 
-def encode_tx(tx: PlannedTx, deployment: Deployment) -> tuple[str, bytes]:
-    """(sender account, calldata) of a planned transaction."""
-    book = orderbook_artifact()
+def planned_call(book: Contract, tx: PlannedTx, deployment: Deployment) -> PlannedCall:
+    """The orderbook call of a planned transaction (``takeOrder(s)``, ``clear``, ``clearMany``)
+    on the web3 contract object ``book``, and the account that must send it."""
     clears = [f for f in tx.fills if isinstance(f, ClearFill)]
     takes = [f for f in tx.fills if isinstance(f, TakeFill)]
-    if clears and len(clears) == 1:
-        return deployment.clearer, book.encode_call("clear", *clear_args(clears[0], deployment))
+    if len(clears) == 1:
+        return PlannedCall(
+            deployment.clearer, book.functions.clear(*clear_args(clears[0], deployment))
+        )
     if clears:
         columns = list(zip(*(clear_args(f, deployment) for f in clears), strict=True))
-        return deployment.clearer, book.encode_call("clearMany", *(list(c) for c in columns))
+        return PlannedCall(
+            deployment.clearer, book.functions.clearMany(*(list(c) for c in columns))
+        )
     if len(takes) == 1:
         fill = takes[0]
-        data = book.encode_call(
-            "takeOrder", take_config(fill, deployment), fill.order_input, fill.order_output
+        call = book.functions.takeOrder(
+            take_config(fill, deployment), fill.order_input, fill.order_output
         )
-        return deployment.taker, data
-    return deployment.taker, book.encode_call(
-        "takeOrders",
+        return PlannedCall(deployment.taker, call)
+    call = book.functions.takeOrders(
         [take_config(f, deployment) for f in takes],
         [f.order_input for f in takes],
         [f.order_output for f in takes],
     )
+    return PlannedCall(deployment.taker, call)
+
+
+def gas_limit(tx: PlannedTx) -> int:
+    """A fixed, generous gas limit: no ``eth_estimateGas`` round trip per transaction."""
+    return TX_BASE_GAS + GAS_PER_FILL * len(tx.fills)
 
 
 def send_planned(sender: TxSender, tx: PlannedTx, deployment: Deployment) -> str:
-    """Send one planned transaction (no wait beyond ``TxSender``'s pool bound)."""
-    account, data = encode_tx(tx, deployment)
-    gas = TX_BASE_GAS + GAS_PER_FILL * len(tx.fills)
-    return sender.send(account, deployment.orderbook, data, gas)
+    """Send one planned transaction (no wait beyond ``TxSender``'s pool bound); its hash."""
+    book = sender.contract(orderbook_artifact(), deployment.orderbook)
+    planned = planned_call(book, tx, deployment)
+    return sender.send(planned.call, planned.sender, gas_limit(tx)).to_0x_hex()
 
 
-def run_plan(
-    rpc: JsonRpcClient, deployment: Deployment, plan: Iterable[PlannedTx]
-) -> list[dict[str, Any]]:
-    """Execute every transaction of ``plan`` in order; returns their receipts (all successful)."""
-    sender = TxSender(rpc, keep_receipts=True)
-    for tx in plan:
-        send_planned(sender, tx, deployment)
-    sender.flush()
-    return sender.receipts
+def run_plan(node: Node, deployment: Deployment, plan: Iterable[PlannedTx]) -> list[dict[str, Any]]:
+    """Execute every transaction of ``plan`` in order; returns their receipts (all successful)
+    in JSON-RPC form (hex strings, see ``wire_form``), as the bot's own client sees them."""
+    with web3_for(node) as w3:
+        sender = TxSender(w3, keep_receipts=True)
+        for tx in plan:
+            send_planned(sender, tx, deployment)
+        sender.flush()
+        return [wire_form(r) for r in sender.receipts]
 
 
 @dataclass
@@ -143,15 +171,16 @@ def simulate_continuously(
     on_tx: Callable[[PlannedTx, dict[str, Any]], None] | None = None,
 ) -> SimulationStats:
     """Send fills at ``rate`` fills per second until ``stop`` is set, ``duration_s`` passes or
-    ``max_fills`` are sent; each transaction's receipt is awaited before the next is sent."""
+    ``max_fills`` are sent; each transaction's receipt is awaited before the next is sent (and
+    given to ``on_tx`` in JSON-RPC form). Prices follow one walk over the whole stream."""
     if rate <= 0:
         raise ValueError("rate must be > 0 fills per second")
     stats = stats if stats is not None else SimulationStats()
     lock = lock if lock is not None else threading.Lock()
     started = time.monotonic()
     deadline = None if duration_s is None else started + duration_s
-    with JsonRpcClient(rpc_url) as rpc:
-        sender = TxSender(rpc)
+    with connect(rpc_url) as w3:
+        sender = TxSender(w3)
         for tx in iter_transactions(random.Random(seed), max_fills=max_fills):
             due = started + stats.fills / rate
             if deadline is not None:
@@ -167,7 +196,7 @@ def simulate_continuously(
                 stats.fills += len(tx.fills)
                 add_expected(stats.expected, tx)
             if on_tx is not None:
-                on_tx(tx, receipt)
+                on_tx(tx, wire_form(receipt))
     return stats
 
 

@@ -6,9 +6,12 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.core import amounts
-from bot.devnet.deploy import Deployment
+
+if TYPE_CHECKING:  # deploy imports web3 (~0.7 s): only the devnet commands should pay for it
+    from bot.devnet.deploy import Deployment
 
 DEFAULT_DIR = Path(".devnet")
 DEPLOYMENT_FILE = "deployment.json"

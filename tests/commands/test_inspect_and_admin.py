@@ -23,6 +23,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from bot.devnet.contracts import TxSender
 from bot.devnet.deploy import DeployedToken, Deployment
 from bot.devnet.plan import (
     US,
@@ -33,7 +34,6 @@ from bot.devnet.plan import (
     make_plan,
     our_share_deltas,
 )
-from bot.devnet.rpc import TxSender
 from bot.devnet.simulate import run_plan, send_planned
 from bot.store import queries
 from bot.store.migrations import load_migrations, split_statements

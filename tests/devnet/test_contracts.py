@@ -1,17 +1,23 @@
-"""The test contracts on a real anvil: production topic0s, take/clear semantics, reverts."""
+"""The test contracts on a real anvil: production topic0s, take/clear semantics, reverts, and
+web3.py contract objects over what ``deploy`` returns."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import requests
 from eth_utils.crypto import keccak
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError
 
-from bot.devnet.contracts import orderbook_artifact, token_artifact
-from bot.devnet.deploy import balance_of
-from bot.devnet.plan import PlannedTx
-from bot.devnet.rpc import RpcError, TransactionFailedError, TxSender
-from bot.devnet.simulate import encode_tx, run_plan
+from bot.devnet.anvil import AnvilProcess
+from bot.devnet.contracts import ARTIFACTS_DIR, TxSender, connect, orderbook_artifact
+from bot.devnet.deploy import balance_of, deploy
+from bot.devnet.plan import TOKENS, PlannedTx, make_plan
+from bot.devnet.rpc import RpcError, TransactionFailedError
+from bot.devnet.simulate import planned_call, run_plan, send_planned
 from devnet.helpers import SIGNATURES, SPEC_TOPICS, clear, decode_event, take
 from tests.support.chain import Chain
 
@@ -35,6 +41,15 @@ def test_spec_topic0_constants_are_keccak_of_canonical_signatures() -> None:
         assert "0x" + bytes(keccak(text=text)).hex() == SPEC_TOPICS[name]
         assert orderbook_artifact().event_signature(name) == text
         assert orderbook_artifact().event_topic(name) == SPEC_TOPICS[name]
+
+
+def test_run_plan_returns_the_receipts_the_node_sends(chain: Chain) -> None:
+    receipts = run_plan(chain.rpc, chain.deployment, make_plan(seed=3, fills=6))
+    assert receipts
+    for receipt in receipts:
+        raw = chain.rpc.call("eth_getTransactionReceipt", [receipt["transactionHash"]])
+        assert int(receipt.pop("blockTimestamp"), 16) == int(raw.pop("blockTimestamp"))
+        assert receipt == raw  # web3's receipt back in JSON-RPC form, field for field
 
 
 def test_real_logs_carry_spec_topic0_and_no_indexed_topics(chain: Chain) -> None:
@@ -114,14 +129,16 @@ def test_several_clears_in_one_transaction_keep_their_order(chain: Chain) -> Non
 
 
 def _send(chain: Chain, tx: PlannedTx) -> None:
-    sender, data = encode_tx(tx, chain.deployment)
-    TxSender(chain.rpc).send_and_wait(sender, chain.deployment.orderbook, data, 2_000_000)
+    sender = TxSender(chain.rpc)
+    send_planned(sender, tx, chain.deployment)
+    sender.flush()
 
 
 def _call(chain: Chain, tx: PlannedTx) -> None:
-    sender, data = encode_tx(tx, chain.deployment)
-    call = {"from": sender, "to": chain.deployment.orderbook, "data": "0x" + data.hex()}
-    chain.rpc.call("eth_call", [call, "latest"])
+    with connect(chain.http_url) as w3:
+        book = orderbook_artifact().at(w3, chain.deployment.orderbook)
+        planned = planned_call(book, tx, chain.deployment)
+        planned.call.call({"from": Web3.to_checksum_address(planned.sender)})
 
 
 @pytest.mark.parametrize(
@@ -139,7 +156,7 @@ def _call(chain: Chain, tx: PlannedTx) -> None:
     ],
 )
 def test_invalid_clears_revert(chain: Chain, tx: PlannedTx, reason: str) -> None:
-    with pytest.raises(RpcError, match=reason):
+    with pytest.raises(ContractLogicError, match=reason):
         _call(chain, tx)
     head = chain.rpc.call("eth_blockNumber")
     with pytest.raises((TransactionFailedError, RpcError)):
@@ -152,34 +169,68 @@ def test_clear_with_mismatched_tokens_reverts(chain: Chain) -> None:
     fill = clear("us", "other1", "USDC", "AAPLs1", (E18, 10**6, 10**6, E18))
     bad_bob = fill.bob.__class__(**{**fill.bob.__dict__, "inputs": ("TSLAs1",)})
     tx = PlannedTx((fill.__class__(**{**fill.__dict__, "bob": bad_bob}),))
-    with pytest.raises(RpcError, match="token mismatch"):
+    with pytest.raises(ContractLogicError, match="token mismatch"):
         _call(chain, tx)
 
 
+def _plain_contract(w3: Web3, artifact: str, address: str) -> Any:
+    """A web3 contract object straight from the committed artifact (no project helper)."""
+    abi = json.loads((ARTIFACTS_DIR / f"{artifact}.json").read_text())["abi"]
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+
+def test_deploy_over_web3_gives_addresses_web3_contract_objects_can_call(
+    anvil: AnvilProcess,
+) -> None:
+    session = requests.Session()  # a stock Web3, its session closed at the end
+    w3 = Web3(HTTPProvider(anvil.http_url, session=session))
+    try:
+        d = deploy(w3)
+        assert d.chain_id == w3.eth.chain_id == 31337
+        for symbol, token in d.tokens.items():
+            contract = _plain_contract(w3, "TestToken", token.address)
+            assert contract.functions.symbol().call() == symbol
+            assert contract.functions.decimals().call() == TOKENS[symbol] == token.decimals
+            for account in (d.order_owner, *d.other_owners, d.taker, d.clearer):
+                allowance = contract.functions.allowance(account, d.orderbook).call()
+                assert allowance == 2**256 - 1
+                balance = contract.functions.balanceOf(account).call()
+                assert balance == balance_of(w3, token.address, account) > 0
+        assert len(w3.eth.get_code(Web3.to_checksum_address(d.orderbook))) > 0
+    finally:
+        session.close()
+
+
 def test_token_is_a_real_erc20(chain: Chain) -> None:
-    d, art = chain.deployment, token_artifact()
-    usdc = d.tokens["USDC"].address
-
-    def read(function: str, *args: object) -> Any:
-        data = art.encode_call(function, *args)
-        raw = chain.rpc.call("eth_call", [{"to": usdc, "data": "0x" + data.hex()}, "latest"])
-        return art.decode_result(function, bytes.fromhex(raw[2:]))[0]
-
-    assert (read("symbol"), read("decimals")) == ("USDC", 6)
-    assert read("allowance", d.order_owner, d.orderbook) == 2**256 - 1
-    sender = TxSender(chain.rpc)
-    with pytest.raises((TransactionFailedError, RpcError)):
-        sender.send_and_wait(d.taker, usdc, art.encode_call("mint", d.taker, 1), 200_000)
-    with pytest.raises((TransactionFailedError, RpcError)):  # no allowance from us to the taker
-        data = art.encode_call("transferFrom", d.order_owner, d.taker, 1)
-        sender.send_and_wait(d.taker, usdc, data, 200_000)
-    before = balance_of(chain.rpc, usdc, d.clearer)
-    receipt = sender.send_and_wait(
-        d.taker, usdc, art.encode_call("transfer", d.clearer, 5), 200_000
-    )
-    assert balance_of(chain.rpc, usdc, d.clearer) - before == 5
+    d = chain.deployment
+    with connect(chain.http_url) as w3:
+        usdc = _plain_contract(w3, "TestToken", d.tokens["USDC"].address)
+        assert (usdc.functions.symbol().call(), usdc.functions.decimals().call()) == ("USDC", 6)
+        assert usdc.functions.allowance(d.order_owner, d.orderbook).call() == 2**256 - 1
+        sender = TxSender(w3)
+        with pytest.raises((TransactionFailedError, RpcError)):  # only the deployer mints
+            sender.send_and_wait(usdc.functions.mint(d.taker, 1), d.taker, 200_000)
+        with pytest.raises((TransactionFailedError, RpcError)):  # no allowance from us to the taker
+            call = usdc.functions.transferFrom(d.order_owner, d.taker, 1)
+            sender.send_and_wait(call, d.taker, 200_000)
+        before = balance_of(chain.rpc, usdc.address, d.clearer)
+        receipt = sender.send_and_wait(usdc.functions.transfer(d.clearer, 5), d.taker, 200_000)
+        assert balance_of(chain.rpc, usdc.address, d.clearer) - before == 5
     transfer_topic = "0x" + bytes(keccak(text="Transfer(address,address,uint256)")).hex()
-    assert [log["topics"][0] for log in receipt["logs"]] == [transfer_topic]
+    assert [log["topics"][0].to_0x_hex() for log in receipt["logs"]] == [transfer_topic]
+
+
+def test_sender_waits_for_receipts_every_max_unconfirmed_sends(chain: Chain) -> None:
+    """anvil's back-pressure rule (NOTES.md): never more than ``max_unconfirmed`` unconfirmed."""
+    d = chain.deployment
+    with connect(chain.http_url) as w3:
+        usdc = _plain_contract(w3, "TestToken", d.tokens["USDC"].address)
+        sender = TxSender(w3, max_unconfirmed=3, keep_receipts=True)
+        for sent in range(1, 8):
+            sender.send(usdc.functions.transfer(d.clearer, 1), d.taker, 100_000)
+            assert len(sender.receipts) == sent // 3 * 3
+        assert [r["status"] for r in sender.flush()] == [1]
+        assert len(sender.receipts) == 7
 
 
 def test_session_chain_is_deployed_once_and_usable(session_chain: Chain) -> None:

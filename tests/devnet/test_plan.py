@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 
 import pytest
 
 from bot.devnet.plan import (
     INT64_MAX_TOKENS,
+    MAX_STEP_BPS,
+    SPREAD_BPS,
+    STABLE,
+    START_PRICES,
     TOKENS,
     US,
     ClearFill,
     PlannedTx,
+    PriceWalk,
     TakeFill,
     count_fills,
     expected_net,
+    iter_fills,
     make_plan,
     ticker_of,
 )
@@ -102,3 +109,86 @@ def test_expected_net_from_a_hand_built_plan() -> None:
         "NVDA": Decimal("-0.300000000000000009"),
         "TSLA": Decimal(-1),
     }
+
+
+def _walk_path(seed: int, symbol: str, steps: int) -> tuple[PriceWalk, list[int]]:
+    walk = PriceWalk(random.Random(seed))
+    return walk, [walk.step(symbol) for _ in range(steps)]
+
+
+def test_price_walk_is_seeded_and_deterministic() -> None:
+    _, path = _walk_path(7, "AAPLs1", 2_000)
+    assert path == _walk_path(7, "AAPLs1", 2_000)[1]
+    assert path != _walk_path(8, "AAPLs1", 2_000)[1]
+    assert make_plan(7, 50) == make_plan(7, 50)  # the walk is part of the plan's seed
+
+
+@pytest.mark.parametrize("symbol", sorted(START_PRICES))
+def test_price_walk_drifts_slowly_and_stays_within_its_band(symbol: str) -> None:
+    walk, path = _walk_path(11, symbol, 20_000)
+    start = walk.start[symbol]
+    assert start == int(START_PRICES[symbol] * 10**6)
+    low, high = walk.bounds(symbol)
+    assert (low, high) == (start // 2, start * 3 // 2)
+    previous = start
+    for price in path:
+        assert low <= price <= high
+        # one step: at most MAX_STEP_BPS basis points (plus one micro-USDC of rounding down)
+        assert abs(price - previous) * 10_000 <= previous * MAX_STEP_BPS + 10_000
+        previous = price
+    assert len(set(path[:100])) > 50, "it moves at (nearly) every step"
+    assert max(path[:100]) - min(path[:100]) < start // 20, "slowly: < 5% in 100 steps"
+    assert max(path) - min(path) > start // 20, "but it does drift away from where it started"
+
+
+class _Pushing(random.Random):
+    """An rng whose every step goes the same way, to drive a walk into an edge of its band."""
+
+    def __init__(self, up: bool) -> None:
+        super().__init__(0)
+        self.up = up
+
+    def randint(self, a: int, b: int) -> int:
+        return b if self.up else a
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_price_walk_turns_back_at_the_edges_of_its_band(up: bool) -> None:
+    walk = PriceWalk(_Pushing(up))
+    path = [walk.step("NVDA0x") for _ in range(2_000)]  # ~280 steps of 25 bps reach an edge
+    low, high = walk.bounds("NVDA0x")
+    assert all(low <= p <= high for p in path)
+    edge = high if up else low
+    assert abs(path[-1] - edge) <= edge * MAX_STEP_BPS // 10_000 + 1
+
+
+def _symbol_and_amounts(fill: TakeFill | ClearFill) -> tuple[str, int, int]:
+    """(non-stable symbol, its base units, USDC base units) of a fill (bounties left out)."""
+    if isinstance(fill, TakeFill):
+        o = fill.order
+        if o.input_symbol == STABLE:
+            return o.output_symbol, fill.order_output, fill.order_input
+        return o.input_symbol, fill.order_input, fill.order_output
+    a = fill.alice
+    if a.input_symbol == STABLE:
+        return a.output_symbol, fill.bob_input, fill.alice_input
+    return a.input_symbol, fill.alice_input, fill.bob_input
+
+
+def test_every_fill_trades_within_the_spread_of_its_symbols_walk_price() -> None:
+    walk = PriceWalk(random.Random(99))
+    fills = iter_fills(random.Random(5), prices=walk)
+    seen: dict[str, list[Decimal]] = {}
+    for _ in range(600):
+        symbol, shares, usdc = _symbol_and_amounts(next(fills))
+        if shares < 10**18:
+            continue  # a tiny amount: flooring the USDC to a base unit distorts its price
+        price = Decimal(usdc) * 10**18 / shares  # micro-USDC per whole token
+        walk_price = Decimal(walk.price(symbol))
+        # + 2 micro-USDC: the traded price and then the USDC amount are rounded down
+        assert abs(price - walk_price) <= walk_price * SPREAD_BPS / 10_000 + 2, symbol
+        seen.setdefault(symbol, []).append(price)
+    assert set(seen) == set(START_PRICES)
+    for symbol, prices in seen.items():  # realistic: far from uniform in a wide range
+        start = START_PRICES[symbol] * 10**6
+        assert all(abs(p - start) < start / 10 for p in prices), symbol

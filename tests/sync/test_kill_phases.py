@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from bot.core import amounts
+from bot.devnet.contracts import TxSender
 from bot.devnet.plan import expected_net, make_plan
-from bot.devnet.rpc import TxSender
 from bot.devnet.simulate import BackgroundSimulation, send_planned
 from bot.store import queries
 from tests.support.botproc import BotProcess, wait_caught_up, wait_for, write_config
