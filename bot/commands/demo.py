@@ -1,10 +1,11 @@
 """``bot demo``: a local devnet with continuous simulated fills, and the bot hedging them live.
 
 Everything runs on embedded defaults: anvil on a free port, the test contracts, a config and an
-SQLite database under ``.devnet/``, and the dry-run broker. A status view is printed every few
-seconds, shares rounded to 4 decimals and prices to the cent (the database, ``status --json``
-and the logs keep exact values); the hedges are also logged as they happen. Ctrl-C (or
-``--duration``) stops it, exit 0.
+SQLite database under ``.devnet/``, and the dry-run broker — or, with ``--broker alpaca``, the
+real Alpaca client against the local fake Alpaca server (``bot.devnet.fake_alpaca``) in a
+thread. A status view is printed every few seconds, shares rounded to 4 decimals and prices to
+the cent (the database, ``status --json`` and the logs keep exact values); the hedges are also
+logged as they happen. Ctrl-C (or ``--duration``) stops it, exit 0.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,17 +160,18 @@ def _demo(args: argparse.Namespace) -> int:
                 return int(w3.eth.block_number)
 
         try:
-            loaded = load(devnet.paths.config)
-            asyncio.run(
-                _demo_async(
-                    loaded,
-                    duration=args.duration,
-                    every_s=args.every,
-                    simulation=simulation,
-                    expected=expected,
-                    head=head,
+            with _broker_env(args.broker) as environ:
+                loaded = load(devnet.paths.config, environ)
+                asyncio.run(
+                    _demo_async(
+                        loaded,
+                        duration=args.duration,
+                        every_s=args.every,
+                        simulation=simulation,
+                        expected=expected,
+                        head=head,
+                    )
                 )
-            )
         finally:
             stats = simulation.stop()
         print(f"demo stopped: {stats.fills} fills simulated while the bot ran", flush=True)
@@ -184,9 +187,42 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _broker_env(kind: str) -> Iterator[dict[str, str]]:
+    """The environment the bot's config is loaded with: with ``alpaca``, a fake Alpaca server
+    runs in a thread for as long as the demo does, and the config points at it."""
+    if kind != "alpaca":
+        yield dict(os.environ)
+        return
+    from bot.devnet.fake_alpaca import FakeAlpaca  # noqa: PLC0415 (only for this mode)
+    from bot.devnet.plan import START_PRICES  # noqa: PLC0415
+
+    fake = FakeAlpaca(fill_steps=3, step_s=0.3)
+    for symbol, price in START_PRICES.items():
+        ticker = symbol.removesuffix("s1").removesuffix("0x").removeprefix("wt")
+        fake.set_price(ticker, price)
+    with fake.serve_in_thread() as base_url:
+        print(f"fake Alpaca API at {base_url} (orders fill in 3 steps)", flush=True)
+        yield {
+            **os.environ,
+            "BOT__BROKER__KIND": "alpaca",
+            "BOT__BROKER__ALPACA__BASE_URL": base_url,
+            "BOT__BROKER__ALPACA__API_KEY_ID": "fake-key-id",
+            "BOT__BROKER__ALPACA__API_SECRET": "fake-secret",
+            "BOT__BROKER__ALPACA__POLL_INTERVAL_S": "0.3",
+            "BOT__BROKER__RECONCILE_EVERY_S": "2",
+        }
+
+
 def register(command: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
     sub = command(
         "demo", _demo, "local devnet + simulated fills + the bot hedging them (dry-run broker)"
+    )
+    sub.add_argument(
+        "--broker",
+        choices=("dry-run", "alpaca"),
+        default="dry-run",
+        help="dry-run (default), or alpaca: the real client against a local fake Alpaca server",
     )
     sub.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state directory (.devnet)")
     sub.add_argument("--fills", type=int, default=40, help="fills before the bot starts (40)")

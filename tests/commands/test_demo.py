@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -105,3 +106,27 @@ def test_rounding_for_people() -> None:
     assert shares_for_people(Decimal(3)) == "3.0000"
     assert usdc_for_people("190.235") == "$190.24"
     assert usdc_for_people("0.004") == "$0.00"
+
+
+def test_demo_with_the_alpaca_broker_hedges_at_the_fake_server(tmp_path: Path) -> None:
+    devnet = tmp_path / "devnet"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--broker", "alpaca", "--dir", str(devnet),
+         "--duration", "8", "--every", "4", "--fills", "20", "--rate", "4"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fake Alpaca API at http://127.0.0.1:" in result.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(devnet / "config.toml"), "status", "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "BOT__BROKER__KIND": "dry-run"},
+    )  # fmt: skip
+    report: dict[str, Any] = json.loads(status.stdout)
+    assert report["executions"] and {e["status"] for e in report["executions"]} == {"FILLED"}
+    assert all(e["broker_order_id"] and not e["broker_order_id"].startswith("dry-")
+               for e in report["executions"])  # fmt: skip
+    assert report["market_open"] is True
+    # reconciled against the fake's positions: no drift wherever it was measured
+    drifts = [p["drift_shares"] for p in report["positions"]]
+    assert set(drifts) <= {"0", None} and "0" in drifts, report["positions"]
