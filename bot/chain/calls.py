@@ -9,14 +9,9 @@ from __future__ import annotations
 from eth_abi.abi import decode as abi_decode
 
 from bot.chain.endpoint import Endpoint, Lane
-from bot.chain.parse import MalformedAnswer, parse_log, quantity
+from bot.chain.parse import parse_log, quantity
 from bot.core.model import RawLog, TokenInfo
-from bot.errors import EventProcessingError, TransientError
-
-
-class NotATokenError(EventProcessingError):
-    """The address has no ERC-20 ``symbol()``/``decimals()``: retrying will not help."""
-
+from bot.errors import MalformedAnswer, NotATokenError, TransientError
 
 SYMBOL_SELECTOR = "0x95d89b41"
 DECIMALS_SELECTOR = "0x313ce567"

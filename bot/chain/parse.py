@@ -9,13 +9,12 @@ from eth_utils.address import to_checksum_address
 
 from bot.core.heads import Head
 from bot.core.model import RawLog
+from bot.errors import MalformedAnswer
+
+__all__ = ["MalformedAnswer", "parse_head", "parse_log", "quantity"]
 
 # ~90 µs a call (keccak) was 80% of the backfill's CPU; a log stream has a handful of addresses
 _checksum = lru_cache(maxsize=256)(to_checksum_address)
-
-
-class MalformedAnswer(ValueError):
-    """The node answered something that is not the documented shape."""
 
 
 def quantity(value: object, what: str) -> int:

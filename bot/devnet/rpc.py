@@ -13,31 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.errors import BotError
+from bot.errors import DevnetError, DevnetRpcError, TransactionFailedError
+
+__all__ = [
+    "DevnetError",
+    "DevnetRpcError",
+    "JsonRpcClient",
+    "TransactionFailedError",
+    "TxSender",
+]
 
 RECEIPT_TIMEOUT_S = 30.0
 MAX_UNCONFIRMED_SENDS = 50
 """Wait for receipts at least this often: a piled-up pool made anvil stall (NOTES.md)."""
-
-
-class DevnetError(BotError):
-    """A devnet operation failed (RPC error, failed transaction, missing binary, ...)."""
-
-
-class RpcError(DevnetError):
-    def __init__(self, method: str, code: int, message: str, data: object = None) -> None:
-        super().__init__(f"{method}: RPC error {code}: {message}" + (f" ({data})" if data else ""))
-        self.method = method
-        self.code = code
-        self.rpc_message = message
-        self.data = data
-
-
-class TransactionFailedError(DevnetError):
-    def __init__(self, tx_hash: str, receipt: dict[str, Any]) -> None:
-        super().__init__(f"transaction {tx_hash} reverted (block {receipt.get('blockNumber')})")
-        self.tx_hash = tx_hash
-        self.receipt = receipt
 
 
 class JsonRpcClient:
@@ -74,7 +62,8 @@ class JsonRpcClient:
         self.close()
 
     def call(self, method: str, params: list[Any] | None = None) -> Any:
-        """Call ``method``; ``RpcError`` on an error answer, ``DevnetError`` if unreachable."""
+        """Call ``method``; raises ``DevnetRpcError`` on an error answer, ``DevnetError``
+        when the node is unreachable."""
         body = json.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
         ).encode()
@@ -82,7 +71,7 @@ class JsonRpcClient:
         answer = json.loads(raw)
         if "error" in answer:
             err = answer["error"]
-            raise RpcError(
+            raise DevnetRpcError(
                 method, int(err.get("code", 0)), str(err.get("message")), err.get("data")
             )
         return answer.get("result")

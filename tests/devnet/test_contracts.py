@@ -10,8 +10,9 @@ from eth_utils.crypto import keccak
 from bot.devnet.contracts import orderbook_artifact, token_artifact
 from bot.devnet.deploy import balance_of
 from bot.devnet.plan import PlannedTx
-from bot.devnet.rpc import RpcError, TransactionFailedError, TxSender
+from bot.devnet.rpc import TxSender
 from bot.devnet.simulate import encode_tx, run_plan
+from bot.errors import DevnetRpcError, TransactionFailedError
 from devnet.helpers import SIGNATURES, SPEC_TOPICS, clear, decode_event, take
 from tests.support.chain import Chain
 
@@ -139,10 +140,10 @@ def _call(chain: Chain, tx: PlannedTx) -> None:
     ],
 )
 def test_invalid_clears_revert(chain: Chain, tx: PlannedTx, reason: str) -> None:
-    with pytest.raises(RpcError, match=reason):
+    with pytest.raises(DevnetRpcError, match=reason):
         _call(chain, tx)
     head = chain.rpc.call("eth_blockNumber")
-    with pytest.raises((TransactionFailedError, RpcError)):
+    with pytest.raises((TransactionFailedError, DevnetRpcError)):
         _send(chain, tx)
     book = chain.deployment.orderbook
     assert chain.rpc.call("eth_getLogs", [{"address": book, "fromBlock": head}]) == []
@@ -152,7 +153,7 @@ def test_clear_with_mismatched_tokens_reverts(chain: Chain) -> None:
     fill = clear("us", "other1", "USDC", "AAPLs1", (E18, 10**6, 10**6, E18))
     bad_bob = fill.bob.__class__(**{**fill.bob.__dict__, "inputs": ("TSLAs1",)})
     tx = PlannedTx((fill.__class__(**{**fill.__dict__, "bob": bad_bob}),))
-    with pytest.raises(RpcError, match="token mismatch"):
+    with pytest.raises(DevnetRpcError, match="token mismatch"):
         _call(chain, tx)
 
 
@@ -168,9 +169,10 @@ def test_token_is_a_real_erc20(chain: Chain) -> None:
     assert (read("symbol"), read("decimals")) == ("USDC", 6)
     assert read("allowance", d.order_owner, d.orderbook) == 2**256 - 1
     sender = TxSender(chain.rpc)
-    with pytest.raises((TransactionFailedError, RpcError)):
+    with pytest.raises((TransactionFailedError, DevnetRpcError)):
         sender.send_and_wait(d.taker, usdc, art.encode_call("mint", d.taker, 1), 200_000)
-    with pytest.raises((TransactionFailedError, RpcError)):  # no allowance from us to the taker
+    # no allowance from us to the taker
+    with pytest.raises((TransactionFailedError, DevnetRpcError)):
         data = art.encode_call("transferFrom", d.order_owner, d.taker, 1)
         sender.send_and_wait(d.taker, usdc, data, 200_000)
     before = balance_of(chain.rpc, usdc, d.clearer)
