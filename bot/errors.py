@@ -8,6 +8,7 @@ Every error the bot raises on purpose is a :class:`BotError`; its branch tells t
     │   └── ProviderMismatchError          a fallback provider serves another chain id
     ├── TransientError ··················· retry with capped backoff (``retry_after_s`` honoured)
     │   ├── ConnectionLost                 a socket closed or could not be opened
+    │   │   └── SubscriptionLost           the live feed ended: reconnect, backfill the gap
     │   ├── MalformedAnswer                a provider's answer is not the documented shape
     │   ├── StaleStreamError               a subscription quiet while the chain moved on
     │   ├── QueueRaceError                 a queue row changed under a drain's transaction
@@ -166,6 +167,14 @@ class RpcUnavailableError(RpcError, TransientError):
 
 class ConnectionLost(TransientError):
     """A connection to a provider closed or could not be opened; waiting calls fail with it."""
+
+
+class SubscriptionLost(ConnectionLost):
+    """The live feed ended (dropped, or closed as stale): reconnect and backfill the gap."""
+
+    def __init__(self, reason: BaseException | None) -> None:
+        super().__init__(f"subscription lost: {reason}")
+        self.reason = reason
 
 
 class MalformedAnswer(TransientError):

@@ -26,7 +26,7 @@ from bot.config import LoadedConfig, redact_url
 from bot.core.abi import ORDERBOOK_TOPICS
 from bot.core.heads import Head
 from bot.core.retry import delay_s
-from bot.errors import FatalError, is_provider_trouble
+from bot.errors import FatalError, SubscriptionLost, is_provider_trouble
 from bot.metrics import Metrics, MetricsServer
 from bot.sync.session import Session, backfill_command
 
@@ -45,14 +45,6 @@ class LiveClock:
     arrivals: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     last_head_at: float = field(default_factory=time.monotonic)
     last_head_number: int = -1
-
-
-class FeedLost(Exception):
-    """The live feed ended (its pump task finished): reconnect. Internal to the runner."""
-
-    def __init__(self, reason: BaseException | None) -> None:
-        super().__init__(str(reason))
-        self.reason = reason
 
 
 class Runner:
@@ -119,7 +111,7 @@ class Runner:
                 failures = 0
                 await self._live()
                 return
-            except FeedLost as lost:
+            except SubscriptionLost as lost:
                 logger.warning("subscription lost ({}); reconnecting", lost.reason)
                 self.metrics.subscription_reconnects_total.inc()
                 if lost.reason is not None and not is_provider_trouble(lost.reason):
@@ -198,7 +190,7 @@ class Runner:
         await self._drain_and_measure()
 
     async def _live(self) -> None:
-        """Follow heads until a stop request; raises :class:`FeedLost` when the feed ends."""
+        """Follow heads until a stop request; :class:`SubscriptionLost` when the feed ends."""
         session = self.session
         follower = session.follower()
         assert session.store is not None
@@ -209,7 +201,7 @@ class Runner:
             if watchdog.done() and not watchdog.cancelled() and watchdog.exception():
                 raise FatalError("the stale-stream watchdog died") from watchdog.exception()
             if pump.done():
-                raise FeedLost(None if pump.cancelled() else pump.exception())
+                raise SubscriptionLost(None if pump.cancelled() else pump.exception())
             head = retry or await self._next_head()
             retry = None
             try:
