@@ -141,6 +141,8 @@ class FaultyHttpProxy:
         self._upstream = upstream_url
         self.faults = faults
         self.down = False  # refuse every request (drop the connection): a dead provider
+        self.chain_id: str | None = None  # answer eth_chainId with this (another chain)
+        self.lag_blocks = 0  # answer eth_blockNumber this many blocks behind (a lagging node)
         self.served: Counter[str] = Counter()  # requests forwarded, by method
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -153,7 +155,7 @@ class FaultyHttpProxy:
     async def start(self) -> FaultyHttpProxy:
         self._session = aiohttp.ClientSession()
         app = web.Application()
-        app.router.add_post("/", self._handle)
+        app.router.add_post("/{tail:.*}", self._handle)  # any path: keys live in paths
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -186,6 +188,9 @@ class FaultyHttpProxy:
         if fault is not None:
             return web.Response(text=_error(request_id, fault), content_type="application/json")
         self.served[method] += 1
+        if method == "eth_chainId" and self.chain_id is not None:
+            answer = {"jsonrpc": "2.0", "id": request_id, "result": self.chain_id}
+            return web.Response(text=json.dumps(answer), content_type="application/json")
         assert self._session is not None
         async with self._session.post(
             self._upstream, data=body, headers={"Content-Type": "application/json"}
