@@ -11,6 +11,7 @@ Every error the bot raises on purpose is a :class:`BotError`; its branch tells t
     │   │   └── SubscriptionLost           the live feed ended: reconnect, backfill the gap
     │   ├── MalformedAnswer                a provider's answer is not the documented shape
     │   ├── StaleStreamError               a subscription quiet while the chain moved on
+    │   ├── ProvidersBehind                no provider has the block a window needs yet
     │   ├── QueueRaceError                 a queue row changed under a drain's transaction
     │   ├── RpcUnavailableError (RpcError) HTTP 429 / 5xx: the provider is overloaded or down
     │   └── BrokerUnavailable (BrokerError)
@@ -180,6 +181,10 @@ class SubscriptionLost(ConnectionLost):
 class MalformedAnswer(TransientError):
     """The provider answered something that is not the documented shape (a ``null`` for a list,
     a number that is no hex quantity): another try, or another provider, may answer properly."""
+
+
+class ProvidersBehind(TransientError):
+    """No provider has the block a call needs yet (providers lag each other): wait."""
 
 
 class StaleStreamError(TransientError):

@@ -16,34 +16,40 @@ range planner, which must see them at once.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from loguru import logger
 
+from bot.chain.lanes import Lane, RateLimiter
+from bot.chain.provider import OnCall, Provider
 from bot.chain.transport import Transport
-from bot.config import redact_url
 from bot.core.ranges import Action, BlockRange, Classified, Decision, SpanPolicy, classify
-from bot.core.retry import BreakerState, CircuitBreaker, expo_with_retry_after
+from bot.core.retry import expo_with_retry_after
 from bot.errors import (
     ConnectionLost,
     MalformedAnswer,
     ProviderMismatchError,
+    ProvidersBehind,
     RpcError,
     TransientError,
 )
 
+HEAD_FRESH_S = 0.5
+"""How long a provider's last ``eth_blockNumber`` answer counts as its head for ``min_head``."""
 
-class Lane(IntEnum):
-    """Lower goes first."""
-
-    LIVE = 0
-    BACKFILL = 1
+__all__ = [
+    "CurrentSpanPolicy",
+    "Endpoint",
+    "Lane",
+    "OnCall",
+    "Provider",
+    "RateLimiter",
+    "RpcRules",
+    "is_transient",
+]
 
 
 def is_transient(error: BaseException) -> bool:
@@ -66,99 +72,6 @@ def _looks_transient(message: str) -> bool:
         word in lowered
         for word in ("rate", "limit", "internal", "timeout", "temporar", "unavailable", "busy")
     )
-
-
-class RateLimiter:
-    """At most ``per_second`` requests a second (0: unlimited), live lane served first."""
-
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._clock = clock
-        self._next_slot = 0.0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-        self._wakeup: asyncio.TimerHandle | None = None
-
-    async def acquire(self, lane: Lane) -> None:
-        if self._interval == 0:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (int(lane), next(self._seq), future))
-        self._serve()
-        await future
-
-    def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiters:
-            now = self._clock()
-            if now < self._next_slot:
-                if self._wakeup is None:
-                    self._wakeup = loop.call_later(self._next_slot - now, self._woken)
-                return
-            _lane, _seq, future = heapq.heappop(self._waiters)
-            if future.done():
-                continue
-            future.set_result(None)
-            self._next_slot = max(now, self._next_slot) + self._interval
-
-    def _woken(self) -> None:
-        self._wakeup = None
-        self._serve()
-
-
-OnCall = Callable[[str, str, str], None]
-"""``(provider, method, outcome)`` after every attempt; the provider is a redacted URL."""
-
-
-class Provider:
-    """One provider: its transport, breaker, request rate and learned ``eth_getLogs`` span."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        breaker_failures: int,
-        breaker_reset_s: float,
-        requests_per_second: float,
-        timeout_s: float,
-        batch_blocks: int,
-        on_call: OnCall,
-    ) -> None:
-        self.transport = transport
-        self.name = redact_url(transport.url)
-        self.breaker = CircuitBreaker(breaker_failures, breaker_reset_s, time.monotonic)
-        self.span_policy = SpanPolicy(batch_blocks)
-        self.chain_checked = False  # its eth_chainId was compared with the others'
-        self._limiter = RateLimiter(requests_per_second)
-        self._timeout_s = timeout_s
-        self._on_call = on_call
-
-    @property
-    def healthy(self) -> bool:
-        return self.breaker.state is not BreakerState.OPEN
-
-    async def send(self, method: str, params: list[Any], *, lane: Lane) -> Any:
-        """One attempt (the breaker already acquired); records its outcome in the breaker."""
-        await self._limiter.acquire(lane)
-        try:
-            result = await self.transport.call(method, params, timeout_s=self._timeout_s)
-        except RpcError as error:
-            endpoint_fault = error.http_status is not None and (
-                error.http_status >= 500 or error.http_status == 429
-            )
-            if endpoint_fault:
-                self.breaker.record_failure()
-            else:
-                self.breaker.record_success()  # the node answered: it is up
-            self._on_call(self.name, method, "error")
-            raise
-        except TransientError:
-            self.breaker.record_failure()
-            self._on_call(self.name, method, "error")
-            raise
-        self.breaker.record_success()
-        self._on_call(self.name, method, "ok")
-        return result
 
 
 class Endpoint:
@@ -219,17 +132,29 @@ class Endpoint:
         lane: Lane = Lane.LIVE,
         retry_if: Callable[[BaseException], bool] = is_transient,
         max_tries: int | None = None,
+        min_head: int | None = None,
     ) -> Any:
         """Send one call; retry what ``retry_if`` accepts (on the next healthy provider at once,
-        else after a backoff), raise anything else at once."""
+        else after a backoff), raise anything else at once.
+
+        ``min_head``: only a provider whose own ``eth_blockNumber`` is at least this may serve
+        the call (SPEC §7: a window goes only to a provider that has its blocks, with
+        ``min_head = window end + confirmations + 2``); while none has, the call waits
+        (:class:`ProvidersBehind`, transient)."""
         limit = max_tries or self._max_tries
         waits = expo_with_retry_after(base_s=0.2, max_s=self._max_backoff_s)
         next(waits)
         failed: Provider | None = None
         tries = 0
         while True:
-            provider = await self._acquire(avoid=failed)
             tries += 1
+            try:
+                provider = await self._acquire(avoid=failed, min_head=min_head)
+            except ProvidersBehind as behind:
+                if not retry_if(behind) or tries >= limit:
+                    raise
+                await asyncio.sleep(waits.send(behind))
+                continue
             try:
                 result = await provider.send(method, params, lane=lane)
             except Exception as error:
@@ -254,7 +179,7 @@ class Endpoint:
 
     async def call_once(self, method: str, params: list[Any], *, lane: Lane = Lane.LIVE) -> Any:
         """One attempt through the breaker and the rate limit, no retry."""
-        provider = await self._acquire(avoid=None)
+        provider = await self._acquire(avoid=None, min_head=None)
         result = await provider.send(method, params, lane=lane)
         self._use(provider)
         return result
@@ -323,19 +248,56 @@ class Endpoint:
     def _next_healthy(self, *, avoid: Provider | None) -> Provider | None:
         return next((p for p in self.providers if p is not avoid and p.healthy), None)
 
-    async def _acquire(self, *, avoid: Provider | None) -> Provider:
+    async def _acquire(self, *, avoid: Provider | None, min_head: int | None) -> Provider:
         """The first provider in order whose breaker lets a request through now (``avoid``, the
-        one that just failed, last), waiting while every breaker is open."""
+        one that just failed, last) and that has block ``min_head``, waiting while every
+        breaker is open."""
         # the breakers open and half-open with time alone: there is no event to wait on
         while True:
             ordered = [p for p in self.providers if p is not avoid]
             if avoid is not None:
                 ordered.append(avoid)
+            behind: list[Provider] = []
             for provider in ordered:
-                if provider.breaker.acquire() and await self._checked(provider):
-                    return provider
+                if min_head is not None and self._known_behind(provider, min_head):
+                    behind.append(provider)  # asked a moment ago: no request spent on it
+                    continue
+                if not (provider.breaker.acquire() and await self._checked(provider)):
+                    continue
+                if min_head is not None and (provider.head is None or provider.head < min_head):
+                    # spends the acquired permission (and resolves a half-open trial)
+                    if not await self._ask_head(provider):
+                        continue
+                    if provider.head is None or provider.head < min_head:
+                        behind.append(provider)
+                        continue
+                    if not provider.breaker.acquire():
+                        continue
+                return provider
+            if behind:
+                raise ProvidersBehind(
+                    f"no provider has block {min_head} yet ("
+                    + ", ".join(f"{p.name} at {p.head}" for p in behind)
+                    + ")"
+                )
             wait = min(p.breaker.wait_s() for p in self.providers)
             await asyncio.sleep(min(1.0, max(0.05, wait)))
+
+    @staticmethod
+    def _known_behind(provider: Provider, number: int) -> bool:
+        fresh = time.monotonic() - provider.head_at < HEAD_FRESH_S
+        return fresh and provider.head is not None and provider.head < number
+
+    @staticmethod
+    async def _ask_head(provider: Provider) -> bool:
+        """Ask ``provider`` (its breaker acquired) for its head; False when it did not answer."""
+        try:
+            await provider.send("eth_blockNumber", [], lane=Lane.LIVE)
+        except Exception as error:
+            if not is_transient(error) and not isinstance(error, RpcError):
+                raise
+            return False
+        return True
 
     async def close(self) -> None:
         for provider in self.providers:

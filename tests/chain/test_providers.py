@@ -15,7 +15,8 @@ from bot.chain.transport import HttpTransport
 from bot.core.ranges import Action, BlockRange, Classified
 from bot.core.retry import BreakerState
 from bot.devnet.anvil import AnvilProcess
-from bot.errors import ProviderMismatchError, TransientError
+from bot.devnet.rpc import JsonRpcClient
+from bot.errors import ProviderMismatchError, ProvidersBehind, TransientError
 from tests.support.faults import Faults, FaultyHttpProxy
 
 QUIET = Faults(seed=0, error_rate=0, drop_rate=0)
@@ -143,3 +144,44 @@ async def test_each_provider_learns_its_own_window_cap(
         assert endpoint.providers[0].span_policy.limit() == 100
     finally:
         await endpoint.close()
+
+
+async def test_a_window_goes_only_to_a_provider_that_has_its_blocks(
+    anvil: AnvilProcess, proxies: tuple[FaultyHttpProxy, FaultyHttpProxy]
+) -> None:
+    """SPEC §7: a provider whose own head is below ``min_head`` never serves the call; while
+    none has the block the call waits (ProvidersBehind is transient)."""
+    primary, fallback = proxies
+    for _ in range(10):
+        anvil_rpc_mine(anvil)
+    fallback.lag_blocks = 5
+    endpoint = _endpoint(primary, fallback, [])
+    try:
+        head = int(await endpoint.call("eth_blockNumber", []), 16)
+        assert head >= 10
+        primary.down = True  # only the lagging fallback is left
+        with pytest.raises(ProvidersBehind, match=f"no provider has block {head}"):
+            await endpoint.call(
+                "eth_getBlockByNumber", [hex(head), False], min_head=head, max_tries=4
+            )
+        assert fallback.served["eth_getBlockByNumber"] == 0
+        # a block the fallback has: it serves it
+        block = await endpoint.call(
+            "eth_getBlockByNumber", [hex(head - 5), False], min_head=head - 5
+        )
+        assert int(block["number"], 16) == head - 5
+        assert fallback.served["eth_getBlockByNumber"] == 1
+        # the fallback catches up: the waiting call goes through
+        waiting = asyncio.create_task(
+            endpoint.call("eth_getBlockByNumber", [hex(head), False], min_head=head)
+        )
+        fallback.lag_blocks = 0
+        block = await asyncio.wait_for(waiting, 20)
+        assert int(block["number"], 16) == head
+    finally:
+        await endpoint.close()
+
+
+def anvil_rpc_mine(anvil: AnvilProcess) -> None:
+    with JsonRpcClient(anvil.http_url) as rpc:
+        rpc.call("evm_mine", [])

@@ -195,8 +195,13 @@ class FaultyHttpProxy:
         async with self._session.post(
             self._upstream, data=body, headers={"Content-Type": "application/json"}
         ) as upstream:
+            answer_body = await upstream.read()
+            if method == "eth_blockNumber" and self.lag_blocks:
+                answer = json.loads(answer_body)
+                behind = max(0, int(answer["result"], 16) - self.lag_blocks)
+                answer_body = json.dumps({**answer, "result": hex(behind)}).encode()
             return web.Response(
-                body=await upstream.read(), status=upstream.status, content_type="application/json"
+                body=answer_body, status=upstream.status, content_type="application/json"
             )
 
 
