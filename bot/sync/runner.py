@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from loguru import logger
 
@@ -28,11 +30,15 @@ from bot.core.heads import Head
 from bot.core.retry import delay_s
 from bot.errors import FatalError, SubscriptionLost, is_provider_trouble
 from bot.metrics import Metrics, MetricsServer
+from bot.sync.follower import Follower
 from bot.sync.session import Session, backfill_command
 
 __all__ = ["LiveClock", "Runner", "Session", "backfill_command"]
 
 HOUSEKEEPING_S = 1.0
+
+STOP_GRACE_S = 5.0
+"""How long a stop request waits for the live step in progress before cancelling it."""
 
 SUBSCRIBE_TRIES_PER_URL = 3
 """Failed subscription attempts on one WebSocket URL before the next one is tried."""
@@ -205,10 +211,7 @@ class Runner:
             head = retry or await self._next_head()
             retry = None
             try:
-                if head is not None:
-                    await session.store.record_head(head)
-                    await follower.on_head(head)
-                await self._drain_and_measure()
+                await self._step_or_stop(self._step(follower, head))
                 if failures:
                     await session.clear_trouble()
                 failures = 0
@@ -322,6 +325,37 @@ class Runner:
                 )
                 await feed.close()
                 return
+
+    async def _step(self, follower: Follower, head: Head | None) -> None:
+        """One live step: reconcile the head (if any), then drain what is deep enough."""
+        store = self.session.store
+        assert store is not None
+        if head is not None:
+            await store.record_head(head)
+            await follower.on_head(head)
+        await self._drain_and_measure()
+
+    async def _step_or_stop(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run ``step``; a stop request lets it finish for ``STOP_GRACE_S``, then cancels it (a
+        step waiting out a dead provider could take minutes; every write it makes is one
+        atomic transaction, so a cancelled step leaves nothing half-done)."""
+        task = asyncio.ensure_future(step)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=STOP_GRACE_S)
+            if not task.done():
+                logger.info("stop requested: cancelling the live step still waiting")
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return
+            task.result()
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _next_head(self) -> Head | None:
         if not self._heads.empty():

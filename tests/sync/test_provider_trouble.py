@@ -250,3 +250,43 @@ def _wait_until(instant: float, bot: BotProcess) -> None:
 
 async def _cut(proxy: TcpProxy) -> None:
     proxy.cut()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("when", ["at start", "while live"])
+def test_sigterm_while_the_node_is_down_stops_cleanly_and_soon(
+    chain: Chain, loop_thread: LoopThread, tmp_path: Path, when: str
+) -> None:
+    """A stop request is not held up by calls waiting out a dead provider (calls and
+    subscriptions through separate proxies: while live only the calls' provider dies, so
+    the live step itself is what waits)."""
+    assert chain.anvil.port is not None
+    node = loop_thread.serve(TcpProxy("127.0.0.1", chain.anvil.port))
+    calls = loop_thread.serve(TcpProxy("127.0.0.1", chain.anvil.port))
+    database = tmp_path / "bot.db"
+    config = write_config(
+        tmp_path / "bot.toml",
+        chain.deployment,
+        ws_url=node.ws_url,
+        http_url=calls.http_url,
+        database=database,
+        extra=FAST_BREAKER,
+    )
+    run_plan(chain.rpc, chain.deployment, make_plan(seed=SEED + 20, fills=8))
+    if when == "at start":
+        node.refusing = calls.refusing = True
+        bot = BotProcess(config).start()
+        bot.wait_for_log("provider trouble while reading the chain id")
+    else:
+        bot = BotProcess(config).start()
+        bot.wait_for_log("live: following heads")
+        wait_caught_up(database, head(chain), bot=bot)
+        calls.refusing = True
+        loop_thread.run(_cut(calls))
+        run_plan(chain.rpc, chain.deployment, make_plan(seed=SEED + 21, fills=4))
+        bot.wait_for_log("live step failed", timeout_s=60)
+    asked = time.monotonic()
+    code = bot.stop(timeout_s=20)
+    assert code == 0, bot.log_tail()
+    assert time.monotonic() - asked < 5 + 5, "the stop waited for the dead provider"
+    assert "stopped" in bot.messages()[-1]
