@@ -55,4 +55,7 @@ class ChainCalls:
         receipt = await self.endpoint.call("eth_getTransactionReceipt", [tx_hash])
         if receipt is None:
             raise TransientError(f"no receipt for {tx_hash} yet")
-        return [parse_log(item) for item in receipt.get("logs", [])]
+        logs = receipt.get("logs") if isinstance(receipt, dict) else None
+        if not isinstance(logs, list):
+            raise MalformedAnswer(f"the receipt of {tx_hash} has no list of logs: {receipt!r:.100}")
+        return [parse_log(item) for item in logs]

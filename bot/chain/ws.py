@@ -21,7 +21,13 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection
 
 from bot.config import redact_url
-from bot.errors import ConnectionLost, RpcError, RpcUnavailableError, TransientError
+from bot.errors import (
+    ConnectionLost,
+    MalformedAnswer,
+    RpcError,
+    RpcUnavailableError,
+    TransientError,
+)
 
 # the error classes lived here once; bot.sync.backfill still imports RpcError from this module
 __all__ = ["ConnectionLost", "Notification", "RpcError", "RpcUnavailableError", "WsConnection"]
@@ -89,7 +95,7 @@ class WsConnection:
     async def subscribe(self, *params: Any) -> str:
         subscription = await self.request("eth_subscribe", list(params))
         if not isinstance(subscription, str):
-            raise TransientError(f"eth_subscribe answered {subscription!r}")
+            raise MalformedAnswer(f"eth_subscribe answered {subscription!r}")
         return subscription
 
     async def next_notification(self) -> Notification:
