@@ -158,6 +158,10 @@ class Endpoint:
             try:
                 result = await provider.send(method, params, lane=lane)
             except Exception as error:
+                if isinstance(error, RpcError) and error.http_status is None:
+                    # the node answered (e.g. "too many results"): it is the one in use, and
+                    # what the answer teaches belongs to its span policy
+                    self._use(provider)
                 if not retry_if(error) or tries >= limit:
                     raise
                 failed = provider

@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-from bot.chain.endpoint import RpcRules, is_transient
+from bot.chain.endpoint import OnCall, RpcRules, is_transient
 from bot.chain.parse import parse_head, parse_log
 from bot.chain.transport import ConnectionTransport
 from bot.chain.ws import WsConnection
@@ -56,7 +56,13 @@ class LiveFeed:
 
     @classmethod
     async def open(
-        cls, url: str, address: str, topics: tuple[str, ...], *, rules: RpcRules | None = None
+        cls,
+        url: str,
+        address: str,
+        topics: tuple[str, ...],
+        *,
+        rules: RpcRules | None = None,
+        on_provider_call: OnCall | None = None,
     ) -> LiveFeed:
         """Connect and subscribe; returns once both subscriptions are confirmed.
 
@@ -65,7 +71,9 @@ class LiveFeed:
         failing after them is raised, and the connection is closed.
         """
         connection = await WsConnection.open(url)
-        endpoint = (rules or RpcRules()).endpoint(ConnectionTransport(connection))
+        endpoint = (rules or RpcRules()).endpoint(
+            ConnectionTransport(connection), on_provider_call=on_provider_call
+        )
 
         def worth_retrying(error: BaseException) -> bool:
             # on a closed socket every retry would fail the same way: open a new one instead

@@ -169,7 +169,11 @@ class Runner:
             attempt += 1
             try:
                 feed = await LiveFeed.open(
-                    url, self.settings.orderbook.address, ORDERBOOK_TOPICS, rules=self.session.rules
+                    url,
+                    self.settings.orderbook.address,
+                    ORDERBOOK_TOPICS,
+                    rules=self.session.rules,
+                    on_provider_call=self.metrics.rpc_outcome,
                 )
             except Exception as exc:
                 if not is_provider_trouble(exc):
