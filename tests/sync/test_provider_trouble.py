@@ -13,6 +13,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,25 +64,29 @@ def _trouble(database: Path) -> str | None:
 
 
 class FirstCallsFail(Faults):
-    """The first ``forced[method]`` requests of each method are always faulted (kinds in turn),
-    then faults are random: a single error answer to eth_subscribe ended ``run`` before the fix
-    (finding 1), and so did eth_chainId failing at start (finding 2)."""
+    """The first ``forced[method]`` requests of each method are always faulted (``cycle``'s
+    faults in turn), then faults are random: a single error answer to eth_subscribe ended
+    ``run`` before the fix (finding 1), and so did eth_chainId failing at start (finding 2)."""
 
-    def __init__(self, seed: int, forced: dict[str, int], **kwargs: Any) -> None:
+    def __init__(
+        self, seed: int, forced: dict[str, int], cycle: tuple[str, ...], **kwargs: Any
+    ) -> None:
         super().__init__(seed, **kwargs)
         self._forced = dict(forced)
+        self._cycle = cycle
+        self._done: Counter[str] = Counter()
 
     def pick(self, method: str) -> str | None:
-        left = self._forced.get(method, 0)
-        if left and self.enabled:
-            self._forced[method] = left - 1
-            fault = self.kinds[left % len(self.kinds)]
+        if self._done[method] < self._forced.get(method, 0) and self.enabled:
+            fault = self._cycle[self._done[method] % len(self._cycle)]
+            self._done[method] += 1
             self.injected[(method, fault)] += 1
             return fault
         return super().pick(method)
 
 
-FORCED = {"eth_subscribe": 2, "eth_chainId": 2, "eth_blockNumber": 2, "eth_getLogs": 2}
+FORCED = {"eth_subscribe": 2, "eth_chainId": 2, "eth_blockNumber": 2, "eth_getLogs": 5}
+HTTP_KINDS = ("internal", "rate_limit", "429", "502", "drop")
 
 
 @pytest.mark.slow
@@ -92,10 +97,13 @@ def test_error_answers_drops_and_kills_never_end_run(
 ) -> None:
     rng = random.Random(SEED)
     print(f"test seed {SEED}")
-    ws_faults = FirstCallsFail(rng.randrange(2**32), FORCED, error_rate=0.2, drop_rate=0.005)
+    ws_faults = FirstCallsFail(
+        rng.randrange(2**32), FORCED, ("internal", "rate_limit"), error_rate=0.2, drop_rate=0.005
+    )
     http_faults = FirstCallsFail(
         rng.randrange(2**32),
         FORCED,
+        HTTP_KINDS,
         error_rate=0.25,
         drop_rate=0.03,
         kinds=("internal", "rate_limit", "429", "502"),
@@ -141,13 +149,7 @@ def test_error_answers_drops_and_kills_never_end_run(
     faulted = ws_faults.methods_faulted() | http_faults.methods_faulted()
     assert {"eth_subscribe", "eth_getLogs", "eth_blockNumber", "eth_chainId"} <= faulted
     if calls == "http":
-        assert {kind for _method, kind in http_faults.injected} == {
-            "internal",
-            "rate_limit",
-            "429",
-            "502",
-            "drop",
-        }
+        assert {kind for _method, kind in http_faults.injected} == set(HTTP_KINDS)
 
 
 @pytest.mark.slow
