@@ -16,6 +16,7 @@ range planner, which must see them at once.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,17 @@ class Endpoint:
         self._max_tries = max_tries
         self._max_backoff_s = max_backoff_s
         self.chain_id: int | None = None  # once check_chain_ids has run
+        self._owns_transports = True
+
+    def pinned(self) -> Endpoint:
+        """An endpoint that sends only to the provider in use now, sharing its breaker, rate
+        and span policy: for a sequence of reads whose hashes must all come from one provider
+        (SPEC §7: a reorg is declared only from hashes one provider gave)."""
+        view = copy.copy(self)
+        view.providers = [self.current]
+        view.span_policy = CurrentSpanPolicy(view, self.current.span_policy.target)
+        view._owns_transports = False  # closing the view leaves the provider open
+        return view
 
     @property
     def url(self) -> str:
@@ -304,6 +316,8 @@ class Endpoint:
         return True
 
     async def close(self) -> None:
+        if not self._owns_transports:
+            return
         for provider in self.providers:
             await provider.transport.close()
 

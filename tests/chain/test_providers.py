@@ -185,3 +185,23 @@ async def test_a_window_goes_only_to_a_provider_that_has_its_blocks(
 def anvil_rpc_mine(anvil: AnvilProcess) -> None:
     with JsonRpcClient(anvil.http_url) as rpc:
         rpc.call("evm_mine", [])
+
+
+async def test_a_pinned_endpoint_never_leaves_its_provider(
+    proxies: tuple[FaultyHttpProxy, FaultyHttpProxy],
+) -> None:
+    primary, fallback = proxies
+    endpoint = _endpoint(primary, fallback, [])
+    try:
+        await endpoint.call("eth_blockNumber", [])
+        pinned = endpoint.pinned()
+        assert pinned.provider_name == primary.url
+        assert pinned.breaker is endpoint.breaker  # the same provider, not a copy
+        primary.down = True
+        with pytest.raises(TransientError):
+            await pinned.call("eth_blockNumber", [], max_tries=3)
+        assert fallback.served["eth_blockNumber"] == 0
+        await endpoint.call("eth_blockNumber", [])  # the endpoint itself fails over
+        assert fallback.served["eth_blockNumber"] == 1
+    finally:
+        await endpoint.close()
