@@ -173,7 +173,10 @@ async def test_a_window_goes_only_to_a_provider_that_has_its_blocks(
         assert fallback.served["eth_getBlockByNumber"] == 1
         # the fallback catches up: the waiting call goes through
         waiting = asyncio.create_task(
-            endpoint.call("eth_getBlockByNumber", [hex(head), False], min_head=head)
+            # as the backfill does: a window is never given up, the wait is paced by backoff
+            endpoint.call(
+                "eth_getBlockByNumber", [hex(head), False], min_head=head, max_tries=1_000
+            )
         )
         fallback.lag_blocks = 0
         block = await asyncio.wait_for(waiting, 20)
