@@ -58,9 +58,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _provider_url(value: str) -> str:
+    if not value.startswith(("ws://", "wss://", "http://", "https://")):
+        raise ValueError("a provider URL starting with ws://, wss://, http:// or https://")
+    return value
+
+
 class ChainSettings(_Section):
     ws_url: Annotated[str, AfterValidator(_ws_url)] = "ws://127.0.0.1:8545"
     http_url: Annotated[str, AfterValidator(_http_url)] = ""
+    # more providers for calls and backfill, in order of preference; the ws:// ones also take
+    # the subscriptions when the primary stays down (SPEC §7)
+    fallback_urls: list[Annotated[str, AfterValidator(_provider_url)]] = Field(default_factory=list)
 
     @property
     def rpc_url(self) -> str:
@@ -374,6 +383,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data["accumulator"]["threshold_shares"] = format(settings.accumulator.threshold_shares, "f")
     data["chain"]["ws_url"] = redact_url(settings.chain.ws_url)
     data["chain"]["http_url"] = redact_url(settings.chain.http_url)
+    data["chain"]["fallback_urls"] = [redact_url(url) for url in settings.chain.fallback_urls]
     return data
 
 

@@ -1,27 +1,71 @@
 """The one exception tree of the bot.
 
-Every error the bot raises on purpose is a :class:`BotError`; its branch tells the caller what to
-do with it:
+Every error the bot raises on purpose is a :class:`BotError`; its branch tells the caller (and
+``run``'s loop) what to do with it::
 
-- :class:`ConfigError`: the operator must fix the configuration; the process exits with code 3.
-- :class:`TransientError`: a passing fault (RPC timeout, rate limit, 5xx); retry with backoff.
-- :class:`FatalError`: continuing could lose or double-count money; stop and alert (exit 1).
-- :class:`BrokerError`: what a broker answered that is not an order status. Its branches must
-  never be confused:
+    BotError
+    ├── ConfigError ······················ exit 3: the operator must fix the configuration
+    │   └── ProviderMismatchError          a fallback provider serves another chain id
+    ├── TransientError ··················· retry with capped backoff (``retry_after_s`` honoured)
+    │   ├── ConnectionLost                 a socket closed or could not be opened
+    │   │   └── SubscriptionLost           the live feed ended: reconnect, backfill the gap
+    │   ├── MalformedAnswer                a provider's answer is not the documented shape
+    │   ├── StaleStreamError               a subscription quiet while the chain moved on
+    │   ├── ProvidersBehind                no provider has the block a window needs yet
+    │   ├── QueueRaceError                 a queue row changed under a drain's transaction
+    │   ├── RpcUnavailableError (RpcError) HTTP 429 / 5xx: the provider is overloaded or down
+    │   └── BrokerUnavailable (BrokerError)
+    │       ├── BrokerRateLimited
+    │       └── OutcomeUnknown
+    ├── RpcError ························· a provider's error answer; the endpoint retries it by
+    │                                      its message (``bot.chain.endpoint.is_transient``); in
+    │                                      ``run`` it is provider trouble: retried, never fatal
+    ├── FatalError ······················· stop and alert (exit 1): continuing could lose money
+    │   ├── DatabaseMismatchError          the database serves another chain, or is newer
+    │   ├── DatabaseMissingError           (also FileNotFoundError) no database to read
+    │   ├── InstanceLockedError            another bot holds the database
+    │   ├── ReorgTooDeepError              no tracked block matches the chain any more
+    │   ├── OversizedBlockError            one block's logs overflow every provider
+    │   └── OrderMismatch (BrokerError)
+    ├── EventProcessingError ············· this one queue event is marked failed, never dropped
+    │   ├── NotATokenError                 an address without ERC-20 symbol()/decimals()
+    │   ├── UndecodableLog                 unknown topic0 or invalid ABI data
+    │   └── MissingTokenInfoError          (also KeyError) token metadata not fetched yet
+    ├── BrokerError ······················ what a broker answered that is not an order status
+    │   ├── BrokerRejected                 refused this order: nothing was placed
+    │   ├── BrokerAccountRefused           refused for the whole account
+    │   ├── BrokerAuthError                keys refused (at start: exit 3)
+    │   ├── BrokerUnavailable              (see TransientError)
+    │   └── OrderMismatch                  (see FatalError)
+    ├── AdminError ······················· an admin mark (retry/skip/unpark) cannot be made
+    └── DevnetError ······················ dev tooling (``bot devnet``, tests) failed
+        ├── DevnetRpcError                 the devnet node answered an error
+        ├── TransactionFailedError         a devnet transaction reverted
+        └── AnvilNotFoundError             the anvil binary is not installed
 
-  - :class:`BrokerRejected`: the broker refused this order; nothing was placed.
-  - :class:`BrokerAccountRefused`: refused for the whole account (insufficient buying power,
-    shorting not allowed): a blocking reason with a backoff, never parks a ticker.
-  - :class:`BrokerAuthError`: the keys are refused (at start: exit 3 naming the keys).
-  - :class:`BrokerUnavailable` (also a :class:`TransientError`): a read could not be answered;
-    :class:`BrokerRateLimited` (nothing placed, wait ``retry_after_s``) and
-    :class:`OutcomeUnknown` (we do not know whether an order exists: resolve it by
-    ``client_order_id``, never by placing another order) are its children.
-  - :class:`OrderMismatch` (also a :class:`FatalError`): the broker's order under our id is not
-    the order we asked for.
+Broker branches must never be confused:
+
+- :class:`BrokerRejected`: the broker refused this order; nothing was placed.
+- :class:`BrokerAccountRefused`: refused for the whole account (insufficient buying power,
+  shorting not allowed): a blocking reason with a backoff, never parks a ticker.
+- :class:`BrokerAuthError`: the keys are refused (at start: exit 3 naming the keys).
+- :class:`BrokerUnavailable` (also a :class:`TransientError`): a read could not be answered;
+  :class:`BrokerRateLimited` (nothing placed, wait ``retry_after_s``) and
+  :class:`OutcomeUnknown` (we do not know whether an order exists: resolve it by
+  ``client_order_id``, never by placing another order) are its children.
+- :class:`OrderMismatch` (also a :class:`FatalError`): the broker's order under our id is not
+  the order we asked for.
+
+:func:`is_provider_trouble` is the one rule ``run`` uses to keep going: any transient error or
+RPC error answer is waited out, whatever call it came from (``eth_subscribe`` included).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.core.model import RawLog
 
 
 class BotError(Exception):
@@ -86,3 +130,152 @@ class OutcomeUnknown(BrokerUnavailable):
 
 class OrderMismatch(BrokerError, FatalError):
     """The broker's order under our ``client_order_id`` differs in symbol, side or quantity."""
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+class ProviderMismatchError(ConfigError):
+    """The providers of ``chain.ws_url``/``http_url``/``fallback_urls`` report different chains."""
+
+
+# --- providers (JSON-RPC) -----------------------------------------------------------------------
+
+
+class RpcError(BotError):
+    """An error answer: a JSON-RPC error object, or an HTTP status other than 200.
+
+    Whether it is worth retrying depends on the call (``bot.chain.endpoint.is_transient``
+    decides by the message text); after the endpoint's retries it stands as an error. ``run``
+    treats it as provider trouble all the same (:func:`is_provider_trouble`).
+    """
+
+    def __init__(self, message: str, *, code: int | None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class RpcUnavailableError(RpcError, TransientError):
+    """HTTP 429 or 5xx: the provider is overloaded or down, not refusing the call."""
+
+    def __init__(
+        self, message: str, *, http_status: int, retry_after_s: float | None = None
+    ) -> None:
+        RpcError.__init__(self, message, code=None, http_status=http_status)
+        self.retry_after_s = retry_after_s
+
+
+class ConnectionLost(TransientError):
+    """A connection to a provider closed or could not be opened; waiting calls fail with it."""
+
+
+class SubscriptionLost(ConnectionLost):
+    """The live feed ended (dropped, or closed as stale): reconnect and backfill the gap."""
+
+    def __init__(self, reason: BaseException | None) -> None:
+        super().__init__(f"subscription lost: {reason}")
+        self.reason = reason
+
+
+class MalformedAnswer(TransientError):
+    """The provider answered something that is not the documented shape (a ``null`` for a list,
+    a number that is no hex quantity): another try, or another provider, may answer properly."""
+
+
+class ProvidersBehind(TransientError):
+    """No provider has the block a call needs yet (providers lag each other): wait."""
+
+
+class StaleStreamError(TransientError):
+    """The subscription stayed quiet while the chain moved on: treated as a dropped stream."""
+
+
+def is_provider_trouble(error: BaseException) -> bool:
+    """Whether ``run`` waits ``error`` out (SPEC §7: transient provider trouble never ends it)."""
+    return isinstance(error, TransientError | RpcError)
+
+
+# --- the queue and the chain --------------------------------------------------------------------
+
+
+class QueueRaceError(TransientError):
+    """A queue row the drain read as pending changed status before the drain committed (the
+    live pump marked it removed): the drain's transaction rolls back and the batch is re-read."""
+
+
+class DatabaseMissingError(FatalError, FileNotFoundError):
+    """The read-only and admin commands found no database: exit 1 with a message, not a trace."""
+
+
+class ReorgTooDeepError(FatalError):
+    """No block we still track matches the canonical chain."""
+
+
+class OversizedBlockError(FatalError):
+    """A single block's logs are still too large for the provider: never skipped."""
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+class NotATokenError(EventProcessingError):
+    """The address has no ERC-20 ``symbol()``/``decimals()``: retrying will not help."""
+
+
+class UndecodableLog(EventProcessingError):
+    """An orderbook log with an unknown topic0 or data that is not a valid ABI encoding."""
+
+    def __init__(self, raw: RawLog, reason: str) -> None:
+        super().__init__(
+            f"undecodable log tx={raw.tx_hash} log_index={raw.log_index} "
+            f"topic0={raw.topic0}: {reason}"
+        )
+        self.reason = reason
+
+
+class MissingTokenInfoError(EventProcessingError, KeyError):
+    """A token of our order has no cached ``TokenInfo``: the drain must fetch symbols first."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"no TokenInfo for token {address} (the token table is keyed by checksummed "
+            "address; fetch symbol and decimals before converting)"
+        )
+        self.address = address
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+# --- operator marks and dev tooling -------------------------------------------------------------
+
+
+class AdminError(BotError):
+    """The mark cannot be made (unknown event, wrong status, unknown ticker)."""
+
+
+class DevnetError(BotError):
+    """A devnet operation failed (RPC error, failed transaction, missing binary, ...)."""
+
+
+class DevnetRpcError(DevnetError):
+    """The devnet node answered a JSON-RPC error (dev tooling's synchronous client)."""
+
+    def __init__(self, method: str, code: int, message: str, data: object = None) -> None:
+        super().__init__(f"{method}: RPC error {code}: {message}" + (f" ({data})" if data else ""))
+        self.method = method
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+
+
+class TransactionFailedError(DevnetError):
+    def __init__(self, tx_hash: str, receipt: dict[str, Any]) -> None:
+        super().__init__(f"transaction {tx_hash} reverted (block {receipt.get('blockNumber')})")
+        self.tx_hash = tx_hash
+        self.receipt = receipt
+
+
+class AnvilNotFoundError(DevnetError):
+    """The anvil binary is not installed (``npm ci`` installs it)."""

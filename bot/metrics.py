@@ -49,7 +49,10 @@ class Metrics:
         )
         self.queue_depth = Gauge("queue_depth", "Pending events in the queue", registry=r)
         self.rpc_requests_total = Counter(
-            "rpc_requests_total", "JSON-RPC requests", ["method", "outcome"], registry=r
+            "rpc_requests_total",
+            "JSON-RPC requests by provider (a redacted URL)",
+            ["method", "outcome", "provider"],
+            registry=r,
         )
         self.subscription_reconnects_total = Counter(
             "subscription_reconnects_total", "WebSocket subscription reconnects", registry=r
@@ -67,8 +70,8 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
 
-    def rpc_outcome(self, method: str, outcome: str) -> None:
-        self.rpc_requests_total.labels(method=method, outcome=outcome).inc()
+    def rpc_outcome(self, provider: str, method: str, outcome: str) -> None:
+        self.rpc_requests_total.labels(method=method, outcome=outcome, provider=provider).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,14 +9,9 @@ from __future__ import annotations
 from eth_abi.abi import decode as abi_decode
 
 from bot.chain.endpoint import Endpoint, Lane
-from bot.chain.parse import MalformedAnswer, parse_log, quantity
+from bot.chain.parse import parse_log, quantity
 from bot.core.model import RawLog, TokenInfo
-from bot.errors import EventProcessingError, TransientError
-
-
-class NotATokenError(EventProcessingError):
-    """The address has no ERC-20 ``symbol()``/``decimals()``: retrying will not help."""
-
+from bot.errors import MalformedAnswer, NotATokenError, TransientError
 
 SYMBOL_SELECTOR = "0x95d89b41"
 DECIMALS_SELECTOR = "0x313ce567"
@@ -60,4 +55,7 @@ class ChainCalls:
         receipt = await self.endpoint.call("eth_getTransactionReceipt", [tx_hash])
         if receipt is None:
             raise TransientError(f"no receipt for {tx_hash} yet")
-        return [parse_log(item) for item in receipt.get("logs", [])]
+        logs = receipt.get("logs") if isinstance(receipt, dict) else None
+        if not isinstance(logs, list):
+            raise MalformedAnswer(f"the receipt of {tx_hash} has no list of logs: {receipt!r:.100}")
+        return [parse_log(item) for item in logs]

@@ -9,20 +9,22 @@ from eth_utils.address import to_checksum_address
 
 from bot.core.heads import Head
 from bot.core.model import RawLog
+from bot.errors import MalformedAnswer
+
+__all__ = ["MalformedAnswer", "parse_head", "parse_log", "quantity"]
 
 # ~90 µs a call (keccak) was 80% of the backfill's CPU; a log stream has a handful of addresses
 _checksum = lru_cache(maxsize=256)(to_checksum_address)
-
-
-class MalformedAnswer(ValueError):
-    """The node answered something that is not the documented shape."""
 
 
 def quantity(value: object, what: str) -> int:
     """A JSON-RPC hex quantity (``"0x1a"``) as an exact int; ``what`` names it in the error."""
     if not isinstance(value, str) or not value.startswith("0x"):
         raise MalformedAnswer(f"{what} is {value!r}, expected a hex quantity")
-    return int(value, 16)
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise MalformedAnswer(f"{what} is {value!r}, expected a hex quantity") from None
 
 
 def _quantity(obj: dict[str, Any], key: str) -> int:
@@ -37,7 +39,17 @@ def _hash(obj: dict[str, Any], key: str) -> str:
 
 
 def parse_log(obj: Any) -> RawLog:
-    """One ``eth_getLogs`` / logs-subscription entry (mined: pending logs have no block)."""
+    """One ``eth_getLogs`` / logs-subscription entry (mined: pending logs have no block).
+
+    Anything that is not the documented shape is a :class:`MalformedAnswer` (transient: ask
+    again, or ask another provider), never a bare ``ValueError`` or ``TypeError``."""
+    try:
+        return _parse_log(obj)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedAnswer(f"a log is not the documented shape: {exc}") from None
+
+
+def _parse_log(obj: Any) -> RawLog:
     if not isinstance(obj, dict):
         raise MalformedAnswer(f"a log must be an object, got {type(obj).__name__}")
     topics = obj.get("topics") or []
@@ -58,7 +70,14 @@ def parse_log(obj: Any) -> RawLog:
 
 
 def parse_head(obj: Any) -> Head:
-    """A ``newHeads`` message or an ``eth_getBlockByNumber`` header."""
+    """A ``newHeads`` message or an ``eth_getBlockByNumber`` header (else MalformedAnswer)."""
+    try:
+        return _parse_head(obj)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedAnswer(f"a header is not the documented shape: {exc}") from None
+
+
+def _parse_head(obj: Any) -> Head:
     if not isinstance(obj, dict):
         raise MalformedAnswer(f"a header must be an object, got {type(obj).__name__}")
     bloom = obj.get("logsBloom") or "0x"

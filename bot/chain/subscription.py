@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from loguru import logger
 
-from bot.chain.parse import MalformedAnswer, parse_head, parse_log
+from bot.chain.endpoint import OnCall, RpcRules, is_transient
+from bot.chain.parse import parse_head, parse_log
+from bot.chain.transport import ConnectionTransport
 from bot.chain.ws import WsConnection
 from bot.config import redact_url
 from bot.core.heads import Head
 from bot.core.model import RawLog
-from bot.errors import TransientError
+from bot.errors import MalformedAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +46,48 @@ class BadMessage:
 
 
 class LiveFeed:
-    def __init__(self, connection: WsConnection, logs_id: str, heads_id: str) -> None:
+    def __init__(
+        self, connection: WsConnection, logs_id: str, heads_id: str, url: str = ""
+    ) -> None:
+        self.url = url or connection.url
         self._connection = connection
         self._logs_id = logs_id
         self._heads_id = heads_id
 
     @classmethod
-    async def open(cls, url: str, address: str, topics: tuple[str, ...]) -> LiveFeed:
-        """Connect and subscribe; returns once both subscriptions are confirmed."""
+    async def open(
+        cls,
+        url: str,
+        address: str,
+        topics: tuple[str, ...],
+        *,
+        rules: RpcRules | None = None,
+        on_provider_call: OnCall | None = None,
+    ) -> LiveFeed:
+        """Connect and subscribe; returns once both subscriptions are confirmed.
+
+        The ``eth_subscribe`` requests follow the same retry and breaker rules as every other
+        call (an error answer such as -32603 or -32005 is retried with backoff); what is still
+        failing after them is raised, and the connection is closed.
+        """
         connection = await WsConnection.open(url)
+        endpoint = (rules or RpcRules()).endpoint(
+            ConnectionTransport(connection), on_provider_call=on_provider_call
+        )
+
+        def worth_retrying(error: BaseException) -> bool:
+            # on a closed socket every retry would fail the same way: open a new one instead
+            return is_transient(error) and not connection.closed
+
+        async def subscribe(*params: Any) -> str:
+            answer = await endpoint.call("eth_subscribe", list(params), retry_if=worth_retrying)
+            if not isinstance(answer, str):
+                raise MalformedAnswer(f"eth_subscribe answered {answer!r}")
+            return answer
+
         try:
-            logs_id = await connection.subscribe(
-                "logs", {"address": address, "topics": [list(topics)]}
-            )
-            heads_id = await connection.subscribe("newHeads")
+            logs_id = await subscribe("logs", {"address": address, "topics": [list(topics)]})
+            heads_id = await subscribe("newHeads")
         except BaseException:
             await connection.close()
             raise
@@ -66,7 +97,7 @@ class LiveFeed:
             logs_id,
             heads_id,
         )
-        return cls(connection, logs_id, heads_id)
+        return cls(connection, logs_id, heads_id, url)
 
     @property
     def closed(self) -> bool:
@@ -76,7 +107,7 @@ class LiveFeed:
         return self._connection.pending_notifications()
 
     async def next(self) -> LiveLog | LiveHead | BadMessage:
-        """The next message; raises ``ConnectionLostError`` once the connection is gone."""
+        """The next message; raises :class:`~bot.errors.ConnectionLost` once the socket is gone."""
         while True:
             note = await self._connection.next_notification()
             now = time.monotonic()
@@ -91,7 +122,3 @@ class LiveFeed:
 
     async def close(self) -> None:
         await self._connection.close()
-
-
-class StaleStreamError(TransientError):
-    """The subscription stayed quiet while the chain moved on: treated as a dropped stream."""

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from bot.chain.ws import ConnectionLost, RpcError, RpcUnavailableError, WsConnection
+from bot.chain.ws import WsConnection
 from bot.config import redact_url
-from bot.errors import TransientError
+from bot.errors import ConnectionLost, RpcError, RpcUnavailableError, TransientError
 
 
 class Transport(Protocol):
@@ -117,6 +117,20 @@ class WsTransport:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+
+class ConnectionTransport:
+    """Calls on a connection someone else owns (the live feed's): never reopens or closes it."""
+
+    def __init__(self, connection: WsConnection) -> None:
+        self.url = connection.url
+        self.connection = connection
+
+    async def call(self, method: str, params: list[Any], *, timeout_s: float) -> Any:
+        return await self.connection.request(method, params, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        """The owner closes the connection."""
 
 
 def transport_for(url: str) -> Transport:

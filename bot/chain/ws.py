@@ -21,40 +21,22 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection
 
 from bot.config import redact_url
-from bot.errors import BotError, TransientError
+from bot.errors import (
+    ConnectionLost,
+    MalformedAnswer,
+    RpcError,
+    RpcUnavailableError,
+    TransientError,
+)
 
-
-class RpcError(BotError):
-    """An error answer: a JSON-RPC error object, or an HTTP status other than 200.
-
-    Whether it is worth retrying depends on the call (``bot.chain.endpoint.is_transient``
-    decides by the message text); after the endpoint's retries it stands as an error.
-    """
-
-    def __init__(self, message: str, *, code: int | None, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
-
-
-class RpcUnavailableError(RpcError, TransientError):
-    """HTTP 429 or 5xx: the provider is overloaded or down, not refusing the call."""
-
-    def __init__(
-        self, message: str, *, http_status: int, retry_after_s: float | None = None
-    ) -> None:
-        RpcError.__init__(self, message, code=None, http_status=http_status)
-        self.retry_after_s = retry_after_s
+# the error classes lived here once; bot.sync.backfill still imports RpcError from this module
+__all__ = ["ConnectionLost", "Notification", "RpcError", "RpcUnavailableError", "WsConnection"]
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
     subscription: str
     result: Any
-
-
-class ConnectionLost(TransientError):
-    """The WebSocket closed; waiting calls fail with this and the stream ends."""
 
 
 _CLOSED = object()
@@ -113,7 +95,7 @@ class WsConnection:
     async def subscribe(self, *params: Any) -> str:
         subscription = await self.request("eth_subscribe", list(params))
         if not isinstance(subscription, str):
-            raise TransientError(f"eth_subscribe answered {subscription!r}")
+            raise MalformedAnswer(f"eth_subscribe answered {subscription!r}")
         return subscription
 
     async def next_notification(self) -> Notification:

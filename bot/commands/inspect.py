@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.config import load
-from bot.store import queries
+from bot.store import queries, runtime
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,6 +27,8 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def _status(args: argparse.Namespace) -> int:
     loaded = load(args.config)
     report = queries.status(loaded.database_path, confirmations=loaded.settings.live.confirmations)
+    # what `run` last stored about its provider (never asked over the network here)
+    report.update(runtime.provider_fields(loaded.database_path))
     if args.json:
         print(json.dumps(report))
         return 0
@@ -36,6 +38,9 @@ def _status(args: argparse.Namespace) -> int:
         f"head: {report['head_block']}"
     )
     print("queue: " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+    print(f"provider: {report['provider'] or '(none recorded)'}")
+    if report["provider_trouble"]:
+        print(f"PROVIDER TROUBLE: {report['provider_trouble']}")
     for reason in report.get("paused_reasons", []):
         print(f"EXECUTIONS PAUSED: {reason}")
     for mismatch in report.get("decimals_mismatches", []):

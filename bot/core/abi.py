@@ -24,7 +24,9 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from bot.core.model import RawLog
-from bot.errors import EventProcessingError
+
+# re-exported: the drain imports it from here
+from bot.errors import UndecodableLog as UndecodableLog  # noqa: PLC0414
 
 # ABI type strings of the structs, exactly as SPEC §2 defines them. The encoders in
 # bot/devnet/synthetic.py use the same strings, and the topics are the keccak of the signatures.
@@ -55,17 +57,6 @@ def event_signature(name: str, types: tuple[str, ...]) -> str:
 def topic_of(name: str, types: tuple[str, ...]) -> str:
     """topic0 of an event: lowercase ``0x`` hex keccak of its canonical signature."""
     return "0x" + keccak(text=event_signature(name, types)).hex()
-
-
-class UndecodableLog(EventProcessingError):
-    """An orderbook log with an unknown topic0 or data that is not a valid ABI encoding."""
-
-    def __init__(self, raw: RawLog, reason: str) -> None:
-        super().__init__(
-            f"undecodable log tx={raw.tx_hash} log_index={raw.log_index} "
-            f"topic0={raw.topic0}: {reason}"
-        )
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

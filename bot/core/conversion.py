@@ -23,19 +23,8 @@ from bot.core.model import Direction, RawLog, Side, SkippedFill, TokenInfo, Trad
 from bot.core.tokens import RoleKind, SymbolRules, TokenRole, classify
 from bot.errors import EventProcessingError
 
-
-class MissingTokenInfoError(EventProcessingError, KeyError):
-    """A token of our order has no cached ``TokenInfo``: the drain must fetch symbols first."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(
-            f"no TokenInfo for token {address} (the token table is keyed by checksummed "
-            "address; fetch symbol and decimals before converting)"
-        )
-        self.address = address
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+# re-exported: the drain imports it from here
+from bot.errors import MissingTokenInfoError as MissingTokenInfoError  # noqa: PLC0414
 
 
 @dataclass(frozen=True, slots=True)

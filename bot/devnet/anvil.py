@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from bot.devnet.rpc import DevnetError
+from bot.errors import AnvilNotFoundError, DevnetError
 
 ANVIL_ENV = "BOT_ANVIL_BIN"
 ANVIL_RELATIVE = Path("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
@@ -18,10 +18,6 @@ CHAIN_ID = 31337
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 _LISTENING = re.compile(r"Listening on (?P<host>[0-9.]+):(?P<port>\d+)")
-
-
-class AnvilNotFoundError(DevnetError):
-    pass
 
 
 def find_anvil(start_dirs: list[Path] | None = None) -> Path:

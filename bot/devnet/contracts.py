@@ -27,7 +27,8 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import TimeExhausted, Web3RPCError
 from web3.types import TxParams, TxReceipt
 
-from bot.devnet.rpc import DevnetError, JsonRpcClient, RpcError, TransactionFailedError
+from bot.devnet.rpc import JsonRpcClient
+from bot.errors import DevnetError, DevnetRpcError, TransactionFailedError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 RECEIPT_TIMEOUT_S = 30.0
@@ -154,8 +155,8 @@ def translated_errors(url: str) -> Iterator[None]:
         error = (exc.rpc_response or {}).get("error")
         if isinstance(error, Mapping):
             code, message = int(error.get("code", 0)), str(error.get("message"))
-            raise RpcError(url, code, message, error.get("data")) from exc
-        raise RpcError(url, 0, exc.message) from exc
+            raise DevnetRpcError(url, code, message, error.get("data")) from exc
+        raise DevnetRpcError(url, 0, exc.message) from exc
 
 
 def wire_form(value: Any) -> Any:

@@ -13,27 +13,14 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.errors import BotError
+from bot.errors import DevnetError, DevnetRpcError, TransactionFailedError
 
-
-class DevnetError(BotError):
-    """A devnet operation failed (RPC error, failed transaction, missing binary, ...)."""
-
-
-class RpcError(DevnetError):
-    def __init__(self, method: str, code: int, message: str, data: object = None) -> None:
-        super().__init__(f"{method}: RPC error {code}: {message}" + (f" ({data})" if data else ""))
-        self.method = method
-        self.code = code
-        self.rpc_message = message
-        self.data = data
-
-
-class TransactionFailedError(DevnetError):
-    def __init__(self, tx_hash: str, receipt: dict[str, Any]) -> None:
-        super().__init__(f"transaction {tx_hash} reverted (block {receipt.get('blockNumber')})")
-        self.tx_hash = tx_hash
-        self.receipt = receipt
+__all__ = [
+    "DevnetError",
+    "DevnetRpcError",
+    "JsonRpcClient",
+    "TransactionFailedError",
+]
 
 
 class JsonRpcClient:
@@ -70,7 +57,8 @@ class JsonRpcClient:
         self.close()
 
     def call(self, method: str, params: list[Any] | None = None) -> Any:
-        """Call ``method``; ``RpcError`` on an error answer, ``DevnetError`` if unreachable."""
+        """Call ``method``; raises ``DevnetRpcError`` on an error answer, ``DevnetError``
+        when the node is unreachable."""
         body = json.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
         ).encode()
@@ -78,7 +66,7 @@ class JsonRpcClient:
         answer = json.loads(raw)
         if "error" in answer:
             err = answer["error"]
-            raise RpcError(
+            raise DevnetRpcError(
                 method, int(err.get("code", 0)), str(err.get("message")), err.get("data")
             )
         return answer.get("result")

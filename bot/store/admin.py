@@ -12,13 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import BotError
+from bot.errors import AdminError
 from bot.store.connection import open_admin
 from bot.store.queue import now_text
-
-
-class AdminError(BotError):
-    """The mark cannot be made (unknown event, wrong status, unknown ticker)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.errors import DatabaseMismatchError, FatalError
+from bot.errors import DatabaseMismatchError, DatabaseMissingError
 from bot.store.migrations import apply_migrations, check_not_newer, load_migrations
 from bot.store.txn import write_transaction
 
@@ -41,10 +41,6 @@ class StoreMeta:
 
 
 _ADDRESS_FIELDS = ("orderbook", "order_owner")
-
-
-class DatabaseMissingError(FatalError, FileNotFoundError):
-    """The read-only and admin commands found no database: exit 1 with a message, not a trace."""
 
 
 async def connect(path: str | Path) -> aiosqlite.Connection:

@@ -17,6 +17,7 @@ import aiosqlite
 from loguru import logger
 
 from bot.core.model import EventStatus, RawLog
+from bot.errors import QueueRaceError
 from bot.store.txn import write_transaction
 
 _CHUNK = 400  # bound on SQL parameters per IN (...) query
@@ -197,26 +198,57 @@ async def same_tx_logs(conn: aiosqlite.Connection, tx_hash: str) -> list[RawLog]
 async def mark_processed_in_txn(
     conn: aiosqlite.Connection, marks: Sequence[tuple[int, bool]]
 ) -> None:
-    """Mark events processed: ``(event_id, is_ours)`` pairs."""
+    """Mark events processed: ``(event_id, is_ours)`` pairs. Each row must still be pending.
+
+    The drain reads its batch before its transaction begins, so the live pump may mark a row
+    removed in between; overwriting that mark would book a fill from a dead fork. A row that is
+    no longer pending raises :class:`QueueRaceError` (transient): the caller's transaction rolls
+    back and the batch is read again.
+    """
     if not marks:
         return
     now = now_text()
+    before = conn.total_changes
     await conn.executemany(
         "UPDATE events SET status = 'processed', is_ours = ?, reason = NULL, updated_at = ?"
-        " WHERE id = ?",
+        " WHERE id = ? AND status = 'pending'",
         [(int(ours), now, event_id) for event_id, ours in marks],
     )
+    if conn.total_changes - before != len(marks):
+        await _raise_race(conn, [event_id for event_id, _ours in marks], "processed")
 
 
 async def mark_failed_in_txn(
     conn: aiosqlite.Connection, event_id: int, reason: str, *, is_ours: bool | None
 ) -> None:
-    """Mark an event failed with its reason; ``is_ours=None`` when the owner could not be read."""
-    await conn.execute(
+    """Mark an event failed with its reason; ``is_ours=None`` when the owner could not be read.
+
+    Like :func:`mark_processed_in_txn`, the row must still be pending (else
+    :class:`QueueRaceError`): a removed row is never turned into a failed one."""
+    cursor = await conn.execute(
         "UPDATE events SET status = 'failed', reason = ?, attempts = attempts + 1,"
-        " is_ours = ?, updated_at = ? WHERE id = ?",
+        " is_ours = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
         (reason, None if is_ours is None else int(is_ours), now_text(), event_id),
     )
+    if cursor.rowcount != 1:
+        await _raise_race(conn, [event_id], "failed")
+
+
+async def _raise_race(conn: aiosqlite.Connection, event_ids: Sequence[int], mark: str) -> None:
+    wanted = sorted(set(event_ids))
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = await conn.execute_fetchall(
+            f"SELECT id, status FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk
+        )
+        found.update({int(i): str(status) for i, status in rows})
+    moved = {i: found.get(i, "missing") for i in wanted if found.get(i) != "pending"}
+    if len(wanted) != len(event_ids):
+        moved = moved or {i: "marked twice" for i in wanted}
+    detail = ", ".join(f"event {i} is {status}" for i, status in sorted(moved.items()))
+    logger.warning("queue race: cannot mark {}: {}; the batch is read again", mark, detail)
+    raise QueueRaceError(f"cannot mark {mark}: {detail} (no longer pending)")
 
 
 async def retry_failed(conn: aiosqlite.Connection, event_id: int | None = None) -> int:

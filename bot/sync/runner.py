@@ -1,44 +1,47 @@
-"""``bot run`` and ``bot backfill``: the whole job (SPEC §1, §6, §7).
+"""``bot run``: the whole job (SPEC §1, §6, §7); the wiring is :mod:`bot.sync.session`.
 
 run: subscriptions first → cutoff → backfill ``[start, cutoff]`` → drain (hand-off) → live, each
 phase announced by one log line. Every live log is written to the queue the moment it arrives;
 every head is reconciled before the checkpoint moves; the single consumer drains after each
 head. A dropped or silent subscription is reopened and the gap backfilled from the checkpoint.
+
+Provider trouble never ends ``run`` (SPEC §7): an error answer to any call, ``eth_subscribe``
+included, a refused connection, a node down for minutes, a failed reconnect: each is waited out
+with capped backoff and shown in ``/health`` (503 and why) and ``status``. A failure before the
+live phase, or while reconnecting, starts over from the subscription: the backfill resumes from
+the checkpoint, so nothing is lost or counted twice. The feed and tasks closed on the way out
+are always the current ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from loguru import logger
 
-from bot.broker.base import Broker
-from bot.broker.factory import build_broker
-from bot.chain.calls import ChainCalls
-from bot.chain.endpoint import Endpoint
 from bot.chain.subscription import BadMessage, LiveFeed, LiveHead, LiveLog
-from bot.chain.transport import transport_for
-from bot.config import DEVNET_CHAIN_ID, LoadedConfig, redact_url
+from bot.config import LoadedConfig, redact_url
 from bot.core.abi import ORDERBOOK_TOPICS
 from bot.core.heads import Head
-from bot.core.ranges import SpanPolicy
 from bot.core.retry import delay_s
-from bot.core.tokens import SymbolRules
-from bot.engine.broker_watch import BrokerWatch
-from bot.engine.drain import Engine
-from bot.engine.options import engine_options, watch_options
-from bot.errors import ConfigError, FatalError, TransientError
+from bot.errors import FatalError, SubscriptionLost, is_provider_trouble
 from bot.metrics import Metrics, MetricsServer
-from bot.store.chain_state import ChainStore
-from bot.store.connection import ServedChain, connect
-from bot.store.lock import InstanceLock
-from bot.sync.backfill import Backfill, LogFilter, get_header
 from bot.sync.follower import Follower
+from bot.sync.session import Session, backfill_command
+
+__all__ = ["LiveClock", "Runner", "Session", "backfill_command"]
 
 HOUSEKEEPING_S = 1.0
+
+STOP_GRACE_S = 5.0
+"""How long a stop request waits for the live step in progress before cancelling it."""
+
+SUBSCRIBE_TRIES_PER_URL = 3
+"""Failed subscription attempts on one WebSocket URL before the next one is tried."""
 
 
 @dataclass
@@ -50,251 +53,183 @@ class LiveClock:
     last_head_number: int = -1
 
 
-class Session:
-    """Everything one ``run``/``backfill`` process holds open, built by :meth:`open`."""
-
-    def __init__(self, loaded: LoadedConfig, metrics: Metrics) -> None:
-        self.loaded = loaded
-        self.settings = loaded.settings
-        self.metrics = metrics
-        self.lock = InstanceLock(loaded.database_path)
-        s = self.settings
-        self.endpoint = Endpoint(
-            transport_for(s.chain.rpc_url),
-            breaker_failures=s.rpc.breaker_failures,
-            breaker_reset_s=s.rpc.breaker_reset_s,
-            requests_per_second=s.rpc.requests_per_second,
-            on_call=metrics.rpc_outcome,
-        )
-        self.calls = ChainCalls(self.endpoint)
-        self.span_policy = SpanPolicy(s.backfill.batch_blocks)  # one per provider
-        self.log_filter = LogFilter(s.orderbook.address, ORDERBOOK_TOPICS)
-        self.confirmations = 0
-        self.engine: Engine | None = None
-        self.broker: Broker | None = None
-        self.watch: BrokerWatch | None = None
-        self.store: ChainStore | None = None
-        self._executions_seen: dict[str, int] = {}
-
-    async def open(self) -> None:
-        s = self.settings
-        self.lock.acquire()
-        chain_id = await self.calls.chain_id()
-        if chain_id != DEVNET_CHAIN_ID and not self.loaded.confirmations_set:
-            raise ConfigError(
-                f"chain id {chain_id} is not a devnet (31337): set live.confirmations in "
-                "config.toml or BOT__LIVE__CONFIRMATIONS (e.g. 12) before running on it"
-            )
-        self.confirmations = s.live.confirmations or 0
-        served = ServedChain(
-            chain_id, s.orderbook.address, s.orderbook.order_owner, s.orderbook.deployment_block
-        )
-        # broker: built by the factory from config
-        self.broker = build_broker(s)
-        self.engine = await Engine.open(
-            self.loaded.database_path,
-            served,
-            broker=self.broker,
-            chain=self.calls,
-            rules=SymbolRules(
-                s.accumulator.stablecoins,
-                s.accumulator.equity_suffixes,
-                s.accumulator.equity_prefixes,
-            ),
-            options=engine_options(s),
-        )
-        self.watch = BrokerWatch(self.engine, self.broker, watch_options(s))
-        self.store = ChainStore(await connect(self.loaded.database_path))
-        await self.watch.start()  # keys, broker identity, inherited positions, the clock
-        retried = await self.engine.start()
-        logger.info(
-            "database {} ready (chain {}, orderbook {}, confirmations {}); {} failed event(s) "
-            "re-queued, in-flight executions resolved",
-            self.loaded.database_path,
-            chain_id,
-            s.orderbook.address,
-            self.confirmations,
-            retried,
-        )
-
-    async def close(self) -> None:
-        if self.engine is not None:
-            await self.engine.close()
-        if self.broker is not None:
-            await self.broker.aclose()
-        if self.store is not None:
-            await self.store.connection.close()
-        await self.endpoint.close()
-        self.lock.release()
-
-    def backfill(self) -> Backfill:
-        assert self.store is not None
-        return Backfill(
-            self.endpoint,
-            self.store,
-            self.log_filter,
-            workers=self.settings.backfill.workers,
-            batch_blocks=self.settings.backfill.batch_blocks,
-            near_head_blocks=self.confirmations + 2,
-            metrics=self.metrics,
-            policy=self.span_policy,
-        )
-
-    def follower(self) -> Follower:
-        assert self.store is not None
-        return Follower(self.endpoint, self.store, self.log_filter, self.backfill())
-
-    async def verify_checkpoint(self) -> int:
-        """The first block to backfill: after the checkpoint, whose hash is re-checked first
-        (a changed hash is a reorg while we were away: roll back to the fork point)."""
-        assert self.store is not None
-        checkpoint = await self.store.checkpoint()
-        if checkpoint is None:
-            return self.settings.orderbook.deployment_block
-        header = await get_header(self.endpoint, checkpoint.number)
-        if header.hash != checkpoint.hash:
-            logger.warning(
-                "checkpoint block {} changed hash while we were away: reorg", checkpoint.number
-            )
-            await self.follower().on_head(header)
-            checkpoint = await self.store.checkpoint()
-            assert checkpoint is not None
-        return checkpoint.number + 1
-
-    async def drain(self) -> int | None:
-        """Process what is deep enough; the block bound used (None: no checkpoint yet)."""
-        assert self.engine is not None and self.store is not None
-        checkpoint = await self.store.checkpoint()
-        if checkpoint is None:
-            return None
-        bound = checkpoint.number - self.confirmations
-        if self.watch is not None:
-            await self.watch.tick()
-        stats = await self.engine.drain(bound)
-        self.metrics.events_processed_total.inc(stats.events)
-        await self._observe_store()
-        return bound
-
-    async def _observe_store(self) -> None:
-        """queue_depth and executions_total{status} from the database (terminal counts only
-        grow, so their increase is the counter's)."""
-        assert self.store is not None
-        conn = self.store.connection
-        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM events WHERE status = 'pending'")
-        self.metrics.queue_depth.set(int(str(next(iter(rows))[0])))
-        counts = await conn.execute_fetchall(
-            "SELECT status, COUNT(*) FROM executions GROUP BY status"
-        )
-        for status, count in counts:
-            seen = self._executions_seen.get(str(status), 0)
-            if int(str(count)) > seen:
-                self.metrics.executions_total.labels(status=str(status)).inc(int(str(count)) - seen)
-                self._executions_seen[str(status)] = int(str(count))
-
-    async def run_backfill(self, start: int, end: int, *, head: int | None = None) -> int:
-        """Backfill ``start..end``; returns the events fetched."""
-        result = await self.backfill().run(start, end, head=head)
-        self.metrics.events_enqueued_total.labels(source="backfill").inc(result.stored)
-        logger.info(
-            "backfill done: blocks {}-{}, {} events in {:.1f} s",
-            start,
-            end,
-            result.events,
-            result.seconds,
-        )
-        return result.events
-
-
-async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[str, int | None]:
-    """``bot backfill [--to M]``: catch up to M (default head - confirmations), process, exit."""
-    session = Session(loaded, Metrics())
-    await session.open()
-    try:
-        head = await session.calls.block_number()
-        end = head - session.confirmations if to_block is None else to_block
-        start = await session.verify_checkpoint()
-        events = await session.run_backfill(start, end, head=head)
-        bound = await session.drain()
-        return {"from": start, "to": end, "events": events, "processed_up_to": bound}
-    finally:
-        await session.close()
-
-
 class Runner:
     def __init__(self, loaded: LoadedConfig, stop: asyncio.Event) -> None:
         self.metrics = Metrics()
-        self.session = Session(loaded, self.metrics)
+        self.session = Session(loaded, self.metrics, stop)
         self.settings = loaded.settings
         self._stop = stop
         self._clock = LiveClock()
         self._heads: asyncio.Queue[Head] = asyncio.Queue()
         self._first_block: asyncio.Future[int] | None = None
         self._server = MetricsServer(self.metrics, self._health)
+        self._feed: LiveFeed | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # the current feed's pump and watchdog
         self.live = False  # in the live phase, a stop request ends the loop after its step
 
     def _health(self) -> dict[str, object]:
         age = time.monotonic() - self._clock.last_head_at
-        return {"ok": age < self.settings.live.stale_after_s * 2, "last_head_age_s": round(age, 1)}
+        trouble = self.session.trouble
+        fresh = age < self.settings.live.stale_after_s * 2
+        health: dict[str, object] = {
+            "ok": trouble is None and fresh,
+            "last_head_age_s": round(age, 1),
+            "provider": self.session.endpoint.provider_name,
+        }
+        if trouble is not None:
+            health["reason"] = f"provider trouble: {trouble}"
+        elif not fresh:
+            health["reason"] = f"no head for {age:.0f} s"
+        return health
 
     async def run(self) -> None:
         session = self.session
-        await session.open()
+        # /health answers (503 and why) while a provider that is down at start is waited out
         await self._server.start(self.settings.metrics.port)
         try:
+            await session.open()
             await self._main()
         finally:
+            await self._disconnect()
             await self._server.stop()
             await session.close()
 
     async def _main(self) -> None:
+        """Connect, catch up, follow; on a lost feed or provider trouble, start over from the
+        subscription (the checkpoint says where the backfill resumes)."""
         session = self.session
-        assert session.store is not None
-        feed = await self._subscribe()
-        hints = asyncio.create_task(self._pump(feed), name="live-hints")
-        watchdog = asyncio.create_task(self._watch(feed), name="stale-watchdog")
-        try:
-            cutoff = await self._cutoff()
-            logger.info("cutoff at block {}", cutoff)
-            start = await session.verify_checkpoint()
-            await session.run_backfill(start, cutoff)
-            bound = await session.drain()
-            logger.info("hand-off drained up to block {}", bound)
-            logger.info("live: following heads")
-            self.live = True
-            await self._live(feed, hints, watchdog)
-        finally:
-            for task in (hints, watchdog):
-                task.cancel()
-            await asyncio.gather(hints, watchdog, return_exceptions=True)
-            await feed.close()
-
-    async def _subscribe(self) -> LiveFeed:
-        loop = asyncio.get_running_loop()
-        self._first_block = loop.create_future()
-        attempt = 0
+        failures = 0
         while True:
-            attempt += 1
             try:
-                return await LiveFeed.open(
-                    self.settings.chain.ws_url,
-                    self.settings.orderbook.address,
-                    ORDERBOOK_TOPICS,
-                )
-            except TransientError as exc:
-                wait = delay_s(attempt, base_s=0.5, max_s=30)
+                await self._connect()
+                if not self.live:
+                    cutoff = await self._cutoff()
+                    logger.info("cutoff at block {}", cutoff)
+                    start = await session.verify_checkpoint()
+                    await session.run_backfill(start, cutoff)
+                    bound = await session.drain()
+                    logger.info("hand-off drained up to block {}", bound)
+                    logger.info("live: following heads")
+                    self.live = True
+                else:
+                    await self._catch_up()
+                await session.clear_trouble()
+                failures = 0
+                await self._live()
+                return
+            except SubscriptionLost as lost:
+                logger.warning("subscription lost ({}); reconnecting", lost.reason)
+                self.metrics.subscription_reconnects_total.inc()
+                if lost.reason is not None and not is_provider_trouble(lost.reason):
+                    raise lost.reason from None
+            except Exception as exc:
+                if not is_provider_trouble(exc):
+                    raise
+                failures += 1
+                wait = delay_s(failures, base_s=0.5, max_s=30)
                 logger.warning(
-                    "cannot subscribe on {} ({}); retry in {:.1f} s",
-                    redact_url(self.settings.chain.ws_url),
+                    "provider trouble ({}: {}); starting over from the subscription in {:.1f} s",
+                    type(exc).__name__,
                     exc,
                     wait,
                 )
-                await self._sleep_or_stop(wait)
+                await session.note_trouble(str(exc) or type(exc).__name__)
+                await self._disconnect()
+                await session.sleep_or_stop(wait)
 
-    async def _sleep_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        if self._stop.is_set():
-            raise asyncio.CancelledError
+    async def _connect(self) -> None:
+        """Subscribe (waiting out any trouble) and start the current feed's pump and watchdog."""
+        await self._disconnect()
+        feed = await self._subscribe()
+        self._feed = feed
+        self._tasks = [
+            asyncio.create_task(self._pump(feed), name="live-hints"),
+            asyncio.create_task(self._watch(feed), name="stale-watchdog"),
+        ]
+
+    async def _disconnect(self) -> None:
+        """Stop the current feed's tasks and close it (never an earlier one)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            await feed.close()
+
+    async def _subscribe(self) -> LiveFeed:
+        """Open the feed on the first WebSocket URL that confirms both subscriptions, moving to
+        the next one after a few failed attempts and round again, for as long as it takes."""
+        loop = asyncio.get_running_loop()
+        self._first_block = loop.create_future()
+        urls = self.session.subscription_urls
+        attempt = 0
+        while True:
+            url = urls[(attempt // SUBSCRIBE_TRIES_PER_URL) % len(urls)]
+            attempt += 1
+            try:
+                feed = await LiveFeed.open(
+                    url,
+                    self.settings.orderbook.address,
+                    ORDERBOOK_TOPICS,
+                    rules=self.session.rules,
+                    on_provider_call=self.metrics.rpc_outcome,
+                )
+            except Exception as exc:
+                if not is_provider_trouble(exc):
+                    raise
+                wait = delay_s(attempt, base_s=0.5, max_s=30)
+                logger.warning(
+                    "cannot subscribe on {} ({}); retry in {:.1f} s", redact_url(url), exc, wait
+                )
+                await self.session.note_trouble(f"subscribing on {redact_url(url)}: {exc}")
+                await self.session.sleep_or_stop(wait)
+                continue
+            await self.session.clear_trouble()
+            return feed
+
+    async def _catch_up(self) -> None:
+        """After a reconnect: backfill the gap from the checkpoint to the head."""
+        session = self.session
+        # every block after this one comes with a head on the new subscription
+        head = await session.calls.block_number()
+        start = await session.verify_checkpoint()
+        if head >= start:
+            logger.info("backfilling the gap {}-{} after the reconnect", start, head)
+            await session.run_backfill(start, head)
+        await self._drain_and_measure()
+
+    async def _live(self) -> None:
+        """Follow heads until a stop request; :class:`SubscriptionLost` when the feed ends."""
+        session = self.session
+        follower = session.follower()
+        assert session.store is not None
+        pump, watchdog = self._tasks
+        retry: Head | None = None
+        failures = 0
+        while not self._stop.is_set():
+            if watchdog.done() and not watchdog.cancelled() and watchdog.exception():
+                raise FatalError("the stale-stream watchdog died") from watchdog.exception()
+            if pump.done():
+                raise SubscriptionLost(None if pump.cancelled() else pump.exception())
+            head = retry or await self._next_head()
+            retry = None
+            try:
+                await self._step_or_stop(self._step(follower, head))
+                if failures:
+                    await session.clear_trouble()
+                failures = 0
+            except Exception as exc:
+                if not is_provider_trouble(exc):
+                    raise
+                # the node is struggling: keep the head, back off, try it again (a service
+                # that follows the chain must outlive a provider's bad minutes)
+                failures += 1
+                retry = head
+                wait = delay_s(failures, base_s=0.5, max_s=30)
+                logger.warning("live step failed ({}); retrying in {:.1f} s", exc, wait)
+                await session.note_trouble(f"live step: {exc}")
+                await session.sleep_or_stop(wait)
 
     async def _cutoff(self) -> int:
         assert self._first_block is not None
@@ -371,7 +306,9 @@ class Runner:
                     self._clock.last_head_number = await self.session.calls.block_number()
                 await asyncio.sleep(min(5.0, stale_after / 4))
                 head = await self.session.calls.block_number()
-            except TransientError as exc:
+            except Exception as exc:
+                if not is_provider_trouble(exc):
+                    raise
                 logger.warning("stale-stream check failed ({}); checking again", exc)
                 await asyncio.sleep(min(5.0, stale_after / 4))
                 continue
@@ -393,36 +330,36 @@ class Runner:
                 await feed.close()
                 return
 
-    async def _live(
-        self, feed: LiveFeed, hints: asyncio.Task[None], watchdog: asyncio.Task[None]
-    ) -> None:
-        session = self.session
-        follower = session.follower()
-        assert session.store is not None
-        retry: Head | None = None
-        failures = 0
-        while not self._stop.is_set():
-            if watchdog.done() and not watchdog.cancelled() and watchdog.exception():
-                raise FatalError("the stale-stream watchdog died") from watchdog.exception()
-            if hints.done():
-                feed, hints, watchdog = await self._reconnect(feed, hints, watchdog)
-                continue
-            head = retry or await self._next_head()
-            retry = None
-            try:
-                if head is not None:
-                    await session.store.record_head(head)
-                    await follower.on_head(head)
-                await self._drain_and_measure()
-                failures = 0
-            except TransientError as exc:
-                # the node is struggling: keep the head, back off, try it again (a service
-                # that follows the chain must outlive a provider's bad minutes)
-                failures += 1
-                retry = head
-                wait = delay_s(failures, base_s=0.5, max_s=30)
-                logger.warning("live step failed ({}); retrying in {:.1f} s", exc, wait)
-                await self._sleep_or_stop(wait)
+    async def _step(self, follower: Follower, head: Head | None) -> None:
+        """One live step: reconcile the head (if any), then drain what is deep enough."""
+        store = self.session.store
+        assert store is not None
+        if head is not None:
+            await store.record_head(head)
+            await follower.on_head(head)
+        await self._drain_and_measure()
+
+    async def _step_or_stop(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run ``step``; a stop request lets it finish for ``STOP_GRACE_S``, then cancels it (a
+        step waiting out a dead provider could take minutes; every write it makes is one
+        atomic transaction, so a cancelled step leaves nothing half-done)."""
+        task = asyncio.ensure_future(step)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=STOP_GRACE_S)
+            if not task.done():
+                logger.info("stop requested: cancelling the live step still waiting")
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return
+            task.result()
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _next_head(self) -> Head | None:
         if not self._heads.empty():
@@ -447,26 +384,3 @@ class Runner:
             self.metrics.live_log_to_trade_seconds.observe(now - arrived)
         checkpoint = bound + self.session.confirmations
         self.metrics.head_lag_blocks.set(max(0, self._clock.last_head_number - checkpoint))
-
-    async def _reconnect(
-        self, feed: LiveFeed, hints: asyncio.Task[None], watchdog: asyncio.Task[None]
-    ) -> tuple[LiveFeed, asyncio.Task[None], asyncio.Task[None]]:
-        reason = hints.exception() if not hints.cancelled() else None
-        logger.warning("subscription lost ({}); reconnecting", reason)
-        watchdog.cancel()
-        await asyncio.gather(watchdog, return_exceptions=True)
-        await feed.close()
-        self.metrics.subscription_reconnects_total.inc()
-        if reason is not None and not isinstance(reason, TransientError):
-            raise reason
-        feed = await self._subscribe()
-        hints = asyncio.create_task(self._pump(feed), name="live-hints")
-        watchdog = asyncio.create_task(self._watch(feed), name="stale-watchdog")
-        # every block after this one comes with a head on the new subscription
-        head = await self.session.calls.block_number()
-        start = await self.session.verify_checkpoint()
-        if head >= start:
-            logger.info("backfilling the gap {}-{} after the reconnect", start, head)
-            await self.session.run_backfill(start, head)
-        await self._drain_and_measure()
-        return feed, hints, watchdog

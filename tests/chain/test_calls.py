@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from eth_abi.abi import encode
 
-from bot.chain.calls import ChainCalls, NotATokenError, decode_symbol
+from bot.chain.calls import ChainCalls, decode_symbol
 from bot.chain.endpoint import Endpoint
 from bot.chain.parse import parse_log
 from bot.chain.transport import HttpTransport, transport_for
 from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
-from bot.errors import TransientError
+from bot.errors import NotATokenError, TransientError
 from tests.support.chain import Chain
 
 

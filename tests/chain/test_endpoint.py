@@ -12,10 +12,9 @@ from aiohttp import web
 
 from bot.chain.endpoint import Endpoint, Lane, RateLimiter
 from bot.chain.transport import HttpTransport
-from bot.chain.ws import RpcError
 from bot.core.retry import BreakerState
 from bot.devnet.anvil import AnvilProcess
-from bot.errors import TransientError
+from bot.errors import RpcError, TransientError
 from tests.support.history import wait_until
 from tests.support.proxies import Injection, RecordedCall, RpcProxy, TcpProxy
 

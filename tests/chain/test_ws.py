@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from bot.chain.ws import ConnectionLost, RpcError, WsConnection
+from bot.chain.ws import WsConnection
 from bot.devnet.anvil import AnvilProcess
 from bot.devnet.rpc import JsonRpcClient
+from bot.errors import ConnectionLost, RpcError
 from tests.support.history import wait_until
 from tests.support.proxies import TcpProxy
 

@@ -55,6 +55,8 @@ STATUS_KEYS = {
     "market_open",
     "next_open",
     "market_as_of",
+    "provider",
+    "provider_trouble",
 }
 STATUS_EXTRA = {"paused_reasons", "decimals_mismatches"}
 QUEUE_KEYS = {"pending", "processed", "removed", "failed"}
@@ -133,6 +135,9 @@ def _check_status_shape(report: dict[str, Any]) -> None:
     assert isinstance(report["idle"], bool)
     assert isinstance(report["checkpoint_block"], int)
     assert report["head_block"] is None or isinstance(report["head_block"], int)
+    provider = report["provider"]
+    assert provider is None or provider.startswith("ws://127.0.0.1:"), provider
+    assert report["provider_trouble"] is None
     assert set(report["queue"]) == QUEUE_KEYS | QUEUE_EXTRA
     assert all(isinstance(v, int) for v in report["queue"].values())
     for row in report["positions"]:

@@ -16,8 +16,8 @@ from bot.devnet.anvil import AnvilProcess
 from bot.devnet.contracts import ARTIFACTS_DIR, TxSender, connect, orderbook_artifact
 from bot.devnet.deploy import balance_of, deploy
 from bot.devnet.plan import TOKENS, PlannedTx, make_plan
-from bot.devnet.rpc import RpcError, TransactionFailedError
 from bot.devnet.simulate import planned_call, run_plan, send_planned
+from bot.errors import DevnetRpcError, TransactionFailedError
 from devnet.helpers import SIGNATURES, SPEC_TOPICS, clear, decode_event, take
 from tests.support.chain import Chain
 
@@ -159,7 +159,7 @@ def test_invalid_clears_revert(chain: Chain, tx: PlannedTx, reason: str) -> None
     with pytest.raises(ContractLogicError, match=reason):
         _call(chain, tx)
     head = chain.rpc.call("eth_blockNumber")
-    with pytest.raises((TransactionFailedError, RpcError)):
+    with pytest.raises((TransactionFailedError, DevnetRpcError)):
         _send(chain, tx)
     book = chain.deployment.orderbook
     assert chain.rpc.call("eth_getLogs", [{"address": book, "fromBlock": head}]) == []
@@ -208,9 +208,11 @@ def test_token_is_a_real_erc20(chain: Chain) -> None:
         assert (usdc.functions.symbol().call(), usdc.functions.decimals().call()) == ("USDC", 6)
         assert usdc.functions.allowance(d.order_owner, d.orderbook).call() == 2**256 - 1
         sender = TxSender(w3)
-        with pytest.raises((TransactionFailedError, RpcError)):  # only the deployer mints
+        with pytest.raises((TransactionFailedError, DevnetRpcError)):  # only the deployer mints
             sender.send_and_wait(usdc.functions.mint(d.taker, 1), d.taker, 200_000)
-        with pytest.raises((TransactionFailedError, RpcError)):  # no allowance from us to the taker
+        with pytest.raises(
+            (TransactionFailedError, DevnetRpcError)
+        ):  # no allowance from us to the taker
             call = usdc.functions.transferFrom(d.order_owner, d.taker, 1)
             sender.send_and_wait(call, d.taker, 200_000)
         before = balance_of(chain.rpc, usdc.address, d.clearer)
