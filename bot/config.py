@@ -102,6 +102,7 @@ class LiveSettings(_Section):
     first_event_timeout_s: float = Field(default=30, gt=0)
     confirmations: int | None = Field(default=None, ge=0)
     stale_after_s: float = Field(default=60, gt=0)
+    backlog_warn: int = Field(default=10_000, ge=1)
 
 
 def _threshold(value: object) -> Decimal:
@@ -154,6 +155,18 @@ class MetricsSettings(_Section):
     port: int = Field(default=9464, ge=0, le=65535)
 
 
+class AlertsSettings(_Section):
+    webhook_url: SecretStr = SecretStr("")  # may carry a token: treated as a secret
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError('an http(s) URL, or "" to only log alerts')
+        return value
+
+
 class Settings(_Section):
     chain: ChainSettings = Field(default_factory=ChainSettings)
     orderbook: OrderbookSettings
@@ -164,6 +177,7 @@ class Settings(_Section):
     accumulator: AccumulatorSettings = Field(default_factory=AccumulatorSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @model_validator(mode="after")
     def _whole_threshold_without_fractional(self) -> Settings:
@@ -251,7 +265,7 @@ def _format_errors(
             lines.append(_describe(error))
             continue
         key = ".".join(str(part) for part in path)
-        secret = any(str(part) in ("api_secret", "api_key_id") for part in path)
+        secret = any(str(part) in ("api_secret", "api_key_id", "webhook_url") for part in path)
         value = "<redacted>" if secret else repr(_lookup(data, path))
         shown = "" if error["type"] == "missing" else f" = {value}"
         lines.append(f"{key}{shown} ({_origin(path, env_keys)}): expected {_describe(error)}")
@@ -384,6 +398,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data["chain"]["ws_url"] = redact_url(settings.chain.ws_url)
     data["chain"]["http_url"] = redact_url(settings.chain.http_url)
     data["chain"]["fallback_urls"] = [redact_url(url) for url in settings.chain.fallback_urls]
+    webhook = settings.alerts.webhook_url.get_secret_value()
+    data["alerts"]["webhook_url"] = redact_url(webhook)
     return data
 
 
@@ -394,6 +410,8 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "<redacted>"
-    host, slash, tail = rest.partition("/")
+    # the authority ends at the first "/", "?" or "#": a key may hide in any part after it
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    host, tail = (rest, "") if cut < 0 else (rest[:cut], rest[cut:])
     host = host.rpartition("@")[2]
-    return f"{scheme}://{host}{'/<redacted>' if slash and tail else ''}"
+    return f"{scheme}://{host}{'/<redacted>' if tail.strip('/') else ''}"

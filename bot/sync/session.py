@@ -32,16 +32,20 @@ from bot.engine.drain import Engine
 from bot.engine.options import engine_options, watch_options
 from bot.errors import ConfigError, is_provider_trouble
 from bot.metrics import Metrics
+from bot.ops.alerts import AlertSink
+from bot.ops.monitor import OpsMonitor
 from bot.store.chain_state import ChainStore
 from bot.store.connection import ServedChain, connect
 from bot.store.lock import InstanceLock
 from bot.store.runtime import ProviderState, save_provider_state
+from bot.sync import ops
 from bot.sync.backfill import Backfill, LogFilter, get_header
 from bot.sync.follower import Follower
 
 T = TypeVar("T")
 
 TROUBLE_MAX_WAIT_S = 30.0
+BACKLOG_CHECK_S = 5.0
 """The longest wait between two tries while a provider is in trouble."""
 
 
@@ -82,6 +86,8 @@ class Session:
         self.engine: Engine | None = None
         self.broker: Broker | None = None
         self.watch: BrokerWatch | None = None
+        self.alerts = AlertSink(s.alerts.webhook_url.get_secret_value())
+        self.ops = OpsMonitor(self.alerts, backlog_warn=s.live.backlog_warn)
         self.store: ChainStore | None = None
         self.trouble: str | None = None
         self._runtime: aiosqlite.Connection | None = None
@@ -91,6 +97,7 @@ class Session:
     async def open(self) -> None:
         s = self.settings
         self.lock.acquire()
+        await self.alerts.start()
         if self.loaded.database_path.exists():
             # an existing database can show provider trouble at start in `status`
             self._runtime = await connect(self.loaded.database_path)
@@ -139,6 +146,7 @@ class Session:
             await self.engine.close()
         if self.broker is not None:
             await self.broker.aclose()
+        await self.alerts.aclose(grace_s=2.0)
         if self.store is not None:
             await self.store.connection.close()
         if self._runtime is not None:
@@ -253,17 +261,41 @@ class Session:
             await self.watch.tick()
         stats = await self.engine.drain(bound)
         self.metrics.events_processed_total.inc(stats.events)
-        await self._observe_store()
+        pending, head = await self._observe_store()
+        ops.report(
+            self.ops,
+            self.engine,
+            self.watch,
+            stream_trouble=self.trouble,
+            head_block=head,
+            checkpoint_block=checkpoint.number,
+            pending=pending,
+        )
         await self.save_provider_state()
         return bound
 
-    async def _observe_store(self) -> None:
+    async def _watch_backlog(self, end: int) -> None:
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(BACKLOG_CHECK_S)
+            rows = await self.store.connection.execute_fetchall(
+                "SELECT COUNT(*) FROM events WHERE status = 'pending' AND block_number > ?",
+                (end,),
+            )
+            self.ops.backlog(int(str(next(iter(rows))[0])), backfilling=True)
+
+    async def _observe_store(self) -> tuple[int, int | None]:
         """queue_depth and executions_total{status} from the database (terminal counts only
-        grow, so their increase is the counter's)."""
+        grow, so their increase is the counter's); returns (pending events, last head)."""
         assert self.store is not None
         conn = self.store.connection
-        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM events WHERE status = 'pending'")
-        self.metrics.queue_depth.set(int(str(next(iter(rows))[0])))
+        rows = await conn.execute_fetchall(
+            "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending'),"
+            " (SELECT value FROM meta WHERE key = 'head_block')"
+        )
+        pending_text, head_text = next(iter(rows))
+        pending = int(str(pending_text))
+        self.metrics.queue_depth.set(pending)
         counts = await conn.execute_fetchall(
             "SELECT status, COUNT(*) FROM executions GROUP BY status"
         )
@@ -272,10 +304,18 @@ class Session:
             if int(str(count)) > seen:
                 self.metrics.executions_total.labels(status=str(status)).inc(int(str(count)) - seen)
                 self._executions_seen[str(status)] = int(str(count))
+        return pending, None if head_text is None else int(str(head_text))
 
     async def run_backfill(self, start: int, end: int, *, head: int | None = None) -> int:
-        """Backfill ``start..end``; returns the events fetched."""
-        result = await self.backfill().run(start, end, head=head)
+        """Backfill ``start..end``; returns the events fetched. Meanwhile, live events waiting
+        above ``end`` beyond ``live.backlog_warn`` are warned about (SPEC §10)."""
+        watcher = asyncio.create_task(self._watch_backlog(end), name="backlog-watch")
+        try:
+            result = await self.backfill().run(start, end, head=head)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            self.ops.backlog(0, backfilling=False)
         self.metrics.events_enqueued_total.labels(source="backfill").inc(result.stored)
         logger.info(
             "backfill done: blocks {}-{}, {} events in {:.1f} s",
