@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from bot.api.runtime import ApiRuntime  # api:
 from bot.broker.base import Broker
 from bot.broker.factory import build_broker
 from bot.chain.calls import ChainCalls
@@ -229,7 +230,16 @@ class Runner:
         self._clock = LiveClock()
         self._heads: asyncio.Queue[Head] = asyncio.Queue()
         self._first_block: asyncio.Future[int] | None = None
-        self._server = MetricsServer(self.metrics, self._health)
+        self.api = ApiRuntime(  # api: the HTTP API and status page (SPEC §10)
+            loaded,
+            handoff_drained=lambda: self.live,
+            chain_head=lambda: (
+                self._clock.last_head_number if self._clock.last_head_number >= 0 else None
+            ),
+        )
+        self._server = MetricsServer(
+            self.metrics, self._health, host=self.settings.metrics.host, configure=self.api.install
+        )  # api:
         self.live = False  # in the live phase, a stop request ends the loop after its step
 
     def _health(self) -> dict[str, object]:
@@ -241,9 +251,11 @@ class Runner:
         await session.open()
         await self._server.start(self.settings.metrics.port)
         try:
+            await self.api.open(session.endpoint, session.confirmations)  # api:
             await self._main()
         finally:
             await self._server.stop()
+            await self.api.close()  # api:
             await session.close()
 
     async def _main(self) -> None:

@@ -1,0 +1,40 @@
+"""JSON answers of the HTTP API: bodies and the 4xx error shape (SPEC §10).
+
+A 4xx body is ``{"error": {"field": "to", "message": "…"}}``; ``field`` is null when no single
+field is at fault. Handlers ``raise refuse(…)``, so every route refuses in the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+_REFUSALS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+    415: web.HTTPUnsupportedMediaType,
+    422: web.HTTPUnprocessableEntity,
+    503: web.HTTPServiceUnavailable,
+}
+
+
+def json_reply(body: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+
+
+def error_body(field: str | None, message: str) -> str:
+    return json.dumps({"error": {"field": field, "message": message}})
+
+
+def error_reply(status: int, field: str | None, message: str) -> web.Response:
+    return web.Response(
+        text=error_body(field, message), status=status, content_type="application/json"
+    )
+
+
+def refuse(status: int, field: str | None, message: str) -> web.HTTPException:
+    """An exception for a handler to raise; aiohttp answers it with the error body."""
+    return _REFUSALS[status](text=error_body(field, message), content_type="application/json")
