@@ -22,6 +22,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,16 @@ def _integer(body: dict[str, Any], key: str) -> int:
     return value
 
 
+def _alert(item: dict[str, Any]) -> dict[str, Any]:
+    """Only the three public fields: an alert's details may hold more than a page should show."""
+    at = item.get("at")
+    return {
+        "kind": str(item.get("kind")),
+        "message": str(item.get("message")),
+        "at": at.isoformat() if isinstance(at, datetime) else at,
+    }
+
+
 class _Routes:
     def __init__(self, sources: ApiSources) -> None:
         self._sources = sources
@@ -118,18 +129,7 @@ class _Routes:
     async def alerts(self, _request: web.Request) -> web.Response:
         source = self._sources.alerts
         items = [] if source is None else source()
-        return json_reply(
-            {
-                "alerts": [
-                    {
-                        "kind": str(a.get("kind")),
-                        "message": str(a.get("message")),
-                        "at": a.get("at"),
-                    }
-                    for a in items
-                ]
-            }
-        )
+        return json_reply({"alerts": [_alert(item) for item in items]})
 
     def _jobs(self) -> BackfillJobs:
         jobs = self._sources.jobs()

@@ -9,7 +9,7 @@ the session is open (the database is migrated; until then the job routes answer 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +19,16 @@ from bot.api.jobs import BackfillJobs, LogSource
 from bot.chain.endpoint import Endpoint
 from bot.config import LoadedConfig, is_loopback
 from bot.core.abi import ORDERBOOK_TOPICS
+from bot.ops.conditions import Alert
+
+
+def alert_dicts(alerts: Iterable[Alert]) -> list[dict[str, Any]]:
+    """Alerts as the page shows them (``{"kind", "message", "at"}``), e.g. for
+    ``alerts=lambda: alert_dicts(sink.last_alerts(20))``."""
+    return [
+        {"kind": alert.kind.value, "message": alert.message, "at": alert.at.isoformat()}
+        for alert in alerts
+    ]
 
 
 class ApiRuntime:

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.api.runtime import alert_dicts
 from bot.devnet.deploy import Deployment
+from bot.ops.conditions import Alert, AlertKind
 from bot.store import queries
 from tests.api.api_kit import TOKEN, api_client, migrated_database
 from tests.support.chain import Chain
@@ -93,8 +96,16 @@ async def test_alerts_route_lists_what_the_source_gives(
         given = await (await client.get("/api/alerts")).json()
     async with api_client(database) as client:
         none = await (await client.get("/api/alerts")).json()
+    sunk = [
+        Alert(AlertKind.DRIFT, "MSFT drift 1", datetime(2026, 1, 2, tzinfo=UTC), details={"x": 1})
+    ]
+    async with api_client(database, alerts=lambda: alert_dicts(sunk)) as client:
+        from_sink = await (await client.get("/api/alerts")).json()
     assert given == {"alerts": alerts}
     assert none == {"alerts": []}
+    assert from_sink == {
+        "alerts": [{"kind": "drift", "message": "MSFT drift 1", "at": "2026-01-02T00:00:00+00:00"}]
+    }
 
 
 async def test_status_page_and_its_files(session_chain: Chain, tmp_path: Path) -> None:

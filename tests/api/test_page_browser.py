@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
 from tests.api.api_kit import free_port, head_of
@@ -124,3 +126,9 @@ def test_page_shows_the_positions_of_status_and_follows_fills(chain: Chain, tmp_
         screenshot(url, tmp_path / "profile", phone, size="390,844")
     finally:
         assert bot.stop() == 0, bot.log_tail()
+
+
+def test_a_missing_browser_fails_naming_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        chromium()
