@@ -31,7 +31,7 @@ from aiohttp import web
 from bot.api.auth import auth_middleware
 from bot.api.jobs import MAX_RUNNING, BackfillJobs
 from bot.api.page import install_page
-from bot.api.replies import json_reply, refuse
+from bot.api.replies import json_errors, json_reply, refuse
 from bot.errors import BotError
 from bot.store import queries
 
@@ -54,6 +54,7 @@ class ApiSources:
 
 def install_api(app: web.Application, sources: ApiSources, *, token: str, loopback: bool) -> None:
     """Add the auth middleware, the API routes and the page to ``app`` (before it starts)."""
+    app.middlewares.append(json_errors)
     app.middlewares.append(auth_middleware(token, loopback=loopback))
     routes = _Routes(sources)
     app.router.add_get("/ready", routes.ready)

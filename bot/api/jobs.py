@@ -133,6 +133,7 @@ class BackfillJobs:
             )
         job_id = cursor.lastrowid
         assert job_id is not None
+        self._tasks = {key: task for key, task in self._tasks.items() if not task.done()}
         logger.info("backfill job {} started: blocks {}-{}", job_id, first, last)
         self._tasks[job_id] = asyncio.create_task(
             self._run(job_id, BlockRange(first, last)), name=f"backfill-job-{job_id}"

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 _REFUSALS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
@@ -38,3 +39,19 @@ def error_reply(status: int, field: str | None, message: str) -> web.Response:
 def refuse(status: int, field: str | None, message: str) -> web.HTTPException:
     """An exception for a handler to raise; aiohttp answers it with the error body."""
     return _REFUSALS[status](text=error_body(field, message), content_type="application/json")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals under ``/api/`` (no such route, wrong method) in the JSON shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        if not request.path.startswith("/api/"):
+            raise
+        reply = error_reply(exc.status, None, exc.reason)
+        if "Allow" in exc.headers:
+            reply.headers["Allow"] = exc.headers["Allow"]
+        return reply

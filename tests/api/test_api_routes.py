@@ -141,3 +141,19 @@ async def test_status_of_a_missing_database_is_503(tmp_path: Path) -> None:
         answer = await client.get("/api/status")
         body = await answer.json()
     assert answer.status == 503 and "no database" in body["error"]["message"]
+
+
+async def test_unknown_api_routes_and_methods_answer_in_the_error_shape(
+    session_chain: Chain, tmp_path: Path
+) -> None:
+    database = await _database(tmp_path, session_chain.deployment)
+    async with api_client(database) as client:
+        missing = await client.get("/api/nothing")
+        missing_body = await missing.json()
+        wrong = await client.get("/api/backfill/start")
+        wrong_body = await wrong.json()
+        page_404 = await client.get("/nothing")
+    assert missing.status == 404 and missing_body["error"]["field"] is None
+    assert wrong.status == 405 and wrong_body["error"]["message"]
+    assert "POST" in wrong.headers["Allow"]
+    assert page_404.status == 404
