@@ -6,6 +6,7 @@ raised as :class:`~bot.errors.ConfigError` (the CLI exits with code 3).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -151,8 +152,29 @@ class BrokerSettings(_Section):
     alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (``""`` and ``0.0.0.0`` mean every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 class MetricsSettings(_Section):
     port: int = Field(default=9464, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    token: SecretStr = SecretStr("")  # bearer token of the HTTP API (SPEC §10)
+
+    def require_token_off_loopback(self) -> None:
+        """``run`` refuses to serve the API beyond loopback without a token (SPEC §10)."""
+        if self.port and not is_loopback(self.host) and not self.token.get_secret_value():
+            raise ConfigError(
+                f"metrics.host = {self.host!r} is not loopback: set metrics.token (or "
+                "BOT__METRICS__TOKEN) so that every request must carry it, or use "
+                'metrics.host = "127.0.0.1"'
+            )
 
 
 class AlertsSettings(_Section):
@@ -265,7 +287,9 @@ def _format_errors(
             lines.append(_describe(error))
             continue
         key = ".".join(str(part) for part in path)
-        secret = any(str(part) in ("api_secret", "api_key_id", "webhook_url") for part in path)
+        secret = any(
+            str(part) in ("api_secret", "api_key_id", "token", "webhook_url") for part in path
+        )
         value = "<redacted>" if secret else repr(_lookup(data, path))
         shown = "" if error["type"] == "missing" else f" = {value}"
         lines.append(f"{key}{shown} ({_origin(path, env_keys)}): expected {_describe(error)}")
@@ -394,6 +418,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for key in ("api_key_id", "api_secret"):
         secret: SecretStr = getattr(settings.broker.alpaca, key)
         alpaca[key] = "<redacted>" if secret.get_secret_value() else ""
+    data["metrics"]["token"] = "<redacted>" if settings.metrics.token.get_secret_value() else ""
     data["accumulator"]["threshold_shares"] = format(settings.accumulator.threshold_shares, "f")
     data["chain"]["ws_url"] = redact_url(settings.chain.ws_url)
     data["chain"]["http_url"] = redact_url(settings.chain.http_url)

@@ -78,14 +78,21 @@ class Metrics:
 
 
 class MetricsServer:
-    """Serves ``/metrics`` and ``/health`` on loopback-or-any ``port`` (0 = off)."""
+    """Serves ``/metrics`` and ``/health`` on loopback-or-any ``port`` (0 = off); ``configure``
+    adds more routes and middlewares (the API and status page, SPEC §10) before it starts."""
 
     def __init__(
-        self, metrics: Metrics, health: Callable[[], dict[str, Any]], *, host: str = "127.0.0.1"
+        self,
+        metrics: Metrics,
+        health: Callable[[], dict[str, Any]],
+        *,
+        host: str = "127.0.0.1",
+        configure: Callable[[web.Application], None] | None = None,
     ) -> None:
         self._metrics = metrics
         self._health = health
         self._host = host
+        self._configure = configure
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -95,6 +102,8 @@ class MetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/health", self._serve_health)
+        if self._configure is not None:
+            self._configure(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, port)

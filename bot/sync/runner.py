@@ -23,6 +23,7 @@ from typing import Any
 
 from loguru import logger
 
+from bot.api.runtime import ApiRuntime, alert_dicts
 from bot.chain.subscription import BadMessage, LiveFeed, LiveHead, LiveLog
 from bot.config import LoadedConfig, redact_url
 from bot.core.abi import ORDERBOOK_TOPICS
@@ -62,9 +63,19 @@ class Runner:
         self._clock = LiveClock()
         self._heads: asyncio.Queue[Head] = asyncio.Queue()
         self._first_block: asyncio.Future[int] | None = None
-        self._server = MetricsServer(self.metrics, self._health)
         self._feed: LiveFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []  # the current feed's pump and watchdog
+        self.api = ApiRuntime(  # the HTTP API and status page (SPEC §10)
+            loaded,
+            handoff_drained=lambda: self.live,
+            chain_head=lambda: (
+                self._clock.last_head_number if self._clock.last_head_number >= 0 else None
+            ),
+            alerts=lambda: alert_dicts(self.session.alerts.last_alerts(20)),
+        )
+        self._server = MetricsServer(
+            self.metrics, self._health, host=self.settings.metrics.host, configure=self.api.install
+        )
         self.live = False  # in the live phase, a stop request ends the loop after its step
 
     def _health(self) -> dict[str, object]:
@@ -88,10 +99,12 @@ class Runner:
         await self._server.start(self.settings.metrics.port)
         try:
             await session.open()
+            await self.api.open(session.endpoint, session.confirmations)
             await self._main()
         finally:
             await self._disconnect()
             await self._server.stop()
+            await self.api.close()
             await session.close()
 
     async def _main(self) -> None:
