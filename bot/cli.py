@@ -52,6 +52,9 @@ def load_config(args: argparse.Namespace) -> LoadedConfig:
 def _check_config(args: argparse.Namespace) -> int:
     loaded = load_config(args)
     print(json.dumps(redacted(loaded.settings), indent=2))
+    print("where each value came from:", file=sys.stderr)
+    for key, origin in sorted(loaded.origins.items()):
+        print(f"  {key}: {origin}", file=sys.stderr)
     confirmations = loaded.settings.live.confirmations
     if confirmations is None:
         print(

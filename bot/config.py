@@ -269,16 +269,16 @@ def _lookup(data: Mapping[str, Any], path: tuple[str | int, ...]) -> Any:
     return node
 
 
-def _origin(path: tuple[str | int, ...], env_keys: set[tuple[str, ...]]) -> str:
+def _origin(path: tuple[str | int, ...], env_keys: Mapping[tuple[str, ...], str]) -> str:
     keys = tuple(str(p) for p in path if isinstance(p, str))
     for length in range(len(keys), 0, -1):
         if keys[:length] in env_keys:
-            return "from environment " + ENV_PREFIX + "__".join(k.upper() for k in keys[:length])
+            return "from environment " + env_keys[keys[:length]]
     return "in the config file"
 
 
 def _format_errors(
-    exc: ValidationError, data: Mapping[str, Any], env_keys: set[tuple[str, ...]]
+    exc: ValidationError, data: Mapping[str, Any], env_keys: Mapping[tuple[str, ...], str]
 ) -> str:
     lines = []
     for error in exc.errors():
@@ -369,6 +369,9 @@ class LoadedConfig(BaseModel):
     settings: Settings
     path: Path
     confirmations_set: bool
+    origins: dict[str, str] = {}  # key -> "default", "config file" or "environment NAME"
+    backfill_from: int | None = None  # BACKFILL_START_HEIGHT: `bot backfill --from` default
+    backfill_to: int | None = None  # BACKFILL_END_HEIGHT: `bot backfill --to` default
 
     @property
     def base_dir(self) -> Path:
@@ -395,16 +398,61 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> LoadedCo
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    env_keys: set[tuple[str, ...]] = set()
+    in_file = set(_leaf_paths(data))
+    env_keys: dict[tuple[str, ...], str] = {}
     for parts, name, raw in _env_overrides(environ):
         _set_path(data, parts, _parse_env_value(parts, name, raw))
-        env_keys.add(parts)
+        env_keys[parts] = name
+    for name, parts in SEED_ALIASES.items():  # a BOT__ variable wins over its alias
+        if name in environ and parts not in env_keys:
+            _set_path(data, parts, _parse_env_value(parts, name, environ[name]))
+            env_keys[parts] = f"{name} (alias of {'.'.join(parts)})"
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, data, env_keys)) from None
     confirmations_set = "confirmations" in data.get("live", {})
-    return LoadedConfig(settings=settings, path=path.resolve(), confirmations_set=confirmations_set)
+    origins = {}
+    for parts in _leaf_paths(settings.model_dump(mode="python")):
+        key = ".".join(parts)
+        if parts in env_keys:
+            origins[key] = f"environment {env_keys[parts]}"
+        else:
+            origins[key] = "config file" if parts in in_file else "default"
+    return LoadedConfig(
+        settings=settings,
+        path=path.resolve(),
+        confirmations_set=confirmations_set,
+        origins=origins,
+        backfill_from=_height(environ, "BACKFILL_START_HEIGHT"),
+        backfill_to=_height(environ, "BACKFILL_END_HEIGHT"),
+    )
+
+
+SEED_ALIASES: dict[str, tuple[str, ...]] = {
+    "BACKFILL_WORKERS": ("backfill", "workers"),
+    "BACKFILL_BATCH_SIZE": ("backfill", "batch_blocks"),
+}
+"""Seed 000's environment names, honoured as aliases (SPEC §10)."""
+
+
+def _leaf_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            found += _leaf_paths(value, (*prefix, str(key)))
+        else:
+            found.append((*prefix, str(key)))
+    return found
+
+
+def _height(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit():
+        raise ConfigError(f"environment {name} = {raw!r}: expected a block number (0 or more)")
+    return int(raw)
 
 
 def load_settings(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:

@@ -200,3 +200,36 @@ def test_a_fractional_threshold_with_fractional_hedges_is_exact(tmp_path: Path) 
     env = {"BOT__ACCUMULATOR__THRESHOLD_SHARES": "0.1", "BOT__BROKER__FRACTIONAL": "true"}
     loaded = load(tmp_path / "config.toml", env)
     assert str(loaded.settings.accumulator.threshold_shares) == "0.1"  # never a float
+
+
+def test_seed_names_are_aliases_and_bot_variables_win(tmp_path: Path) -> None:
+    write(tmp_path, MINIMAL)
+    loaded = load(
+        tmp_path / "config.toml",
+        {"BACKFILL_WORKERS": "3", "BACKFILL_BATCH_SIZE": "250", "BACKFILL_START_HEIGHT": "7"},
+    )
+    assert (loaded.settings.backfill.workers, loaded.settings.backfill.batch_blocks) == (3, 250)
+    assert loaded.backfill_from == 7 and loaded.backfill_to is None
+    assert loaded.origins["backfill.workers"] == (
+        "environment BACKFILL_WORKERS (alias of backfill.workers)"
+    )
+    assert loaded.origins["orderbook.address"] == "config file"
+    assert loaded.origins["live.stale_after_s"] == "default"
+    both = load(tmp_path / "config.toml", {"BACKFILL_WORKERS": "3", "BOT__BACKFILL__WORKERS": "5"})
+    assert both.settings.backfill.workers == 5
+    assert both.origins["backfill.workers"] == "environment BOT__BACKFILL__WORKERS"
+    with pytest.raises(ConfigError, match="BACKFILL_WORKERS"):
+        load(tmp_path / "config.toml", {"BACKFILL_WORKERS": "0"})
+    with pytest.raises(ConfigError, match="BACKFILL_END_HEIGHT = 'soon'"):
+        load(tmp_path / "config.toml", {"BACKFILL_END_HEIGHT": "soon"})
+
+
+def test_check_config_prints_where_each_value_came_from(tmp_path: Path) -> None:
+    write(tmp_path, MINIMAL)
+    result = run_cli("check-config", cwd=tmp_path, env={"BACKFILL_WORKERS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backfill"]["workers"] == 2
+    assert "backfill.workers: environment BACKFILL_WORKERS (alias of backfill.workers)" in (
+        result.stderr
+    )
+    assert "orderbook.address: config file" in result.stderr

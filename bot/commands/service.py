@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     loaded = load(args.config)
-    summary: dict[str, Any] = asyncio.run(backfill_command(loaded, args.to))
+    summary: dict[str, Any] = asyncio.run(backfill_command(loaded, args.to, args.from_block))
     print(json.dumps(summary))
     return 0
 
@@ -69,9 +69,18 @@ def register(command: Callable[[str, Handler, str], argparse.ArgumentParser]) ->
         "backfill", _backfill, "catch up from the checkpoint to a block, process, and exit"
     )
     sub.add_argument(
+        "--from",
+        dest="from_block",
+        type=int,
+        default=None,
+        metavar="N",
+        help="first block: below the checkpoint it re-scans N.. into the queue, adding only "
+        "what is missing (default: BACKFILL_START_HEIGHT, else the checkpoint + 1)",
+    )
+    sub.add_argument(
         "--to",
         type=int,
         default=None,
         metavar="M",
-        help="last block (default: head - confirmations)",
+        help="last block (default: BACKFILL_END_HEIGHT, else head - confirmations)",
     )

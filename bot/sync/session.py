@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 from loguru import logger
 
+from bot.api.jobs import BackfillJobs, LogSource
 from bot.broker.base import Broker
 from bot.broker.factory import build_broker
 from bot.chain.calls import ChainCalls
@@ -30,7 +31,7 @@ from bot.core.tokens import SymbolRules
 from bot.engine.broker_watch import BrokerWatch
 from bot.engine.drain import Engine
 from bot.engine.options import engine_options, watch_options
-from bot.errors import ConfigError, is_provider_trouble
+from bot.errors import ConfigError, TransientError, is_provider_trouble
 from bot.metrics import Metrics
 from bot.ops.alerts import AlertSink
 from bot.ops.monitor import OpsMonitor
@@ -274,6 +275,33 @@ class Session:
         await self.save_provider_state()
         return bound
 
+    async def rescan(self, first: int, last: int) -> dict[str, Any]:
+        """Re-scan ``first..last`` (at or below the checkpoint) into the queue as a backfill job
+        would: only what is missing is added, the checkpoint does not move (SPEC §10)."""
+        source = LogSource(
+            self.endpoint, self.settings.orderbook.address, ORDERBOOK_TOPICS,
+            self.settings.backfill.batch_blocks,
+        )  # fmt: skip
+        jobs = await BackfillJobs.open(self.loaded.database_path, source)
+        try:
+            started = await jobs.start(first, last)
+            done = await jobs.wait(int(started["job_id"]))
+        finally:
+            await jobs.close()
+        assert done is not None
+        if done["state"] != "done":
+            raise TransientError(
+                f"re-scan of blocks {first}-{last} {done['state']}: {done['error']}"
+            )
+        logger.info(
+            "re-scan of blocks {}-{}: {} events found, {} missing ones added",
+            first,
+            last,
+            done["events_found"],
+            done["events_added"],
+        )
+        return done
+
     async def _watch_backlog(self, end: int) -> None:
         assert self.store is not None
         while True:
@@ -327,20 +355,46 @@ class Session:
         return result.events
 
 
-async def backfill_command(loaded: LoadedConfig, to_block: int | None) -> dict[str, int | None]:
-    """``bot backfill [--to M]``: catch up to M (default head - confirmations), process
-    everything up to it (SPEC §6: the checkpoint target is the drain's bound), exit."""
+async def backfill_command(
+    loaded: LoadedConfig, to_block: int | None, from_block: int | None = None
+) -> dict[str, Any]:
+    """``bot backfill [--from N] [--to M]``: catch up to M (default head - confirmations),
+    process everything up to it (SPEC §6: the checkpoint target is the drain's bound), exit.
+
+    ``--from`` below the checkpoint first re-scans ``N..`` up to the checkpoint into the queue,
+    like a backfill job (only what is missing is added; the checkpoint never moves back); it
+    never skips blocks above the checkpoint. Defaults: ``BACKFILL_START_HEIGHT`` /
+    ``BACKFILL_END_HEIGHT`` (seed 000's names)."""
+    to_block = loaded.backfill_to if to_block is None else to_block
+    from_block = loaded.backfill_from if from_block is None else from_block
     session = Session(loaded, Metrics())
     try:
         await session.open()
 
-        async def catch_up() -> dict[str, int | None]:
+        async def catch_up() -> dict[str, Any]:
             head = await session.calls.block_number()
             end = head - session.confirmations if to_block is None else to_block
             start = await session.verify_checkpoint()
-            events = await session.run_backfill(start, end, head=head)
+            rescan = None
+            if from_block is not None and from_block < start:
+                rescan = await session.rescan(from_block, min(start - 1, end))
+            elif from_block is not None and from_block > start:
+                logger.info(
+                    "--from {} is above the checkpoint: blocks are never skipped, starting at {}",
+                    from_block,
+                    start,
+                )
+            events = await session.run_backfill(start, end, head=head) if end >= start else 0
             bound = await session.drain(up_to=end)
-            return {"from": start, "to": end, "events": events, "processed_up_to": bound}
+            summary: dict[str, Any] = {
+                "from": start,
+                "to": end,
+                "events": events,
+                "processed_up_to": bound,
+            }
+            if rescan is not None:
+                summary["rescan"] = rescan
+            return summary
 
         return await session.wait_out("backfilling", catch_up)
     finally:
