@@ -36,7 +36,10 @@ Every error the bot raises on purpose is a :class:`BotError`; its branch tells t
     │   ├── BrokerAccountRefused           refused for the whole account
     │   ├── BrokerAuthError                keys refused (at start: exit 3)
     │   ├── BrokerUnavailable              (see TransientError)
-    │   └── OrderMismatch                  (see FatalError)
+    │   ├── OrderMismatch                  (see FatalError)
+    │   ├── BrokerNoAnswer                 inside the Alpaca client: no HTTP answer came back
+    │   └── BrokerWireError                inside the Alpaca client: an answer of the wrong shape
+    │       └── NotionalOrder              an order by dollar amount (never one of the bot's)
     ├── AdminError ······················· an admin mark (retry/skip/unpark) cannot be made
     └── DevnetError ······················ dev tooling (``bot devnet``, tests) failed
         ├── DevnetRpcError                 the devnet node answered an error
@@ -126,6 +129,19 @@ class BrokerRateLimited(BrokerUnavailable):
 
 class OutcomeUnknown(BrokerUnavailable):
     """A placement's answer was lost: the order may or may not exist at the broker."""
+
+
+class BrokerNoAnswer(BrokerError):
+    """Inside the Alpaca client: the request got no HTTP answer (timeout, refused or dropped
+    connection); the client turns it into OutcomeUnknown or BrokerUnavailable."""
+
+
+class BrokerWireError(BrokerError, ValueError):
+    """Inside the Alpaca client: an answer that does not have the shape Alpaca documents."""
+
+
+class NotionalOrder(BrokerWireError):
+    """An order placed by dollar amount (``qty`` is null): never one of the bot's."""
 
 
 class OrderMismatch(BrokerError, FatalError):

@@ -23,7 +23,7 @@ import aiohttp
 from loguru import logger
 
 from bot.broker.alpaca.pacing import SlidingWindowLimiter
-from bot.errors import ConfigError
+from bot.errors import BrokerNoAnswer, ConfigError
 
 
 class Credentials:
@@ -59,8 +59,7 @@ class Answer:
     reset_epoch_s: float | None  # X-Ratelimit-Reset: when the account's window frees up
 
 
-class NoAnswer(Exception):
-    """The request got no HTTP answer (timeout, refused or dropped connection)."""
+NoAnswer = BrokerNoAnswer  # the name the client uses
 
 
 def split_base_url(base_url: str) -> tuple[str, str]:

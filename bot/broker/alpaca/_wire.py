@@ -28,14 +28,9 @@ from bot.broker.base import (
     OrderStatus,
 )
 from bot.core.model import Direction
+from bot.errors import BrokerWireError, NotionalOrder
 
-
-class WireError(ValueError):
-    """An answer that does not have the shape Alpaca documents."""
-
-
-class NotionalOrder(WireError):
-    """An order placed by dollar amount (``qty`` is null): never one of the bot's."""
+WireError = BrokerWireError  # the names the client uses
 
 
 _RFC3339 = re.compile(

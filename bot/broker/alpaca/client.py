@@ -51,6 +51,7 @@ from bot.errors import (
     BrokerRateLimited,
     BrokerRejected,
     BrokerUnavailable,
+    NotionalOrder,
     OrderMismatch,
     OutcomeUnknown,
 )
@@ -174,7 +175,7 @@ class AlpacaBroker:
         if 200 <= answer.status < 300:
             try:
                 state = _wire.order_state(_wire.loads(answer.body))
-            except _wire.NotionalOrder as exc:
+            except NotionalOrder as exc:
                 raise OrderMismatch(f"{what}: {exc}") from None
             except _wire.WireError as exc:
                 raise OutcomeUnknown(f"{what}: unreadable answer: {exc}") from None
@@ -220,7 +221,7 @@ class AlpacaBroker:
     def _order(self, path: str, value: Any) -> OrderState:
         try:
             return _wire.order_state(value)
-        except _wire.NotionalOrder as exc:
+        except NotionalOrder as exc:
             raise OrderMismatch(f"GET {path}: {exc}") from None
         except _wire.WireError as exc:
             raise BrokerUnavailable(f"GET {path}: unreadable answer: {exc}") from None
@@ -251,7 +252,7 @@ class AlpacaBroker:
             for obj in page:
                 try:
                     state = _wire.order_state(obj)
-                except _wire.NotionalOrder:
+                except NotionalOrder:
                     logger.debug("alpaca: leaving out a notional order in {}", path)
                     continue
                 except _wire.WireError as exc:
