@@ -88,6 +88,8 @@ class Engine:
         self._acc = self._new_accumulator(ledger.AccumulatorState(1, [], [], [], []))
         self._pause_ids: set[int] = set()
         self.desk = Desk(self, broker, options.desk)
+        self._frontier = -1  # the highest block of a processed event (SPEC §10: late events)
+        self.on_late: Callable[[Prepared, list[str]], None] | None = None
 
     @classmethod
     async def open(
@@ -159,6 +161,10 @@ class Engine:
         stats = DrainStats()
         await self.desk.follow_due(recheck_now=False)
         await self.transaction(self._compensate)
+        rows = await self._conn.execute_fetchall(
+            "SELECT COALESCE(MAX(block_number), -1) FROM events WHERE status = 'processed'"
+        )
+        self._frontier = int(next(iter(rows))[0])
         limit = self._options.batch_size
         while True:
             # one more than a batch: so the last batch is known and takes the decision along
@@ -210,6 +216,8 @@ class Engine:
         await ledger.save_changes_in_txn(self._conn, self._acc.take_changes())
         await self._conn.execute("SAVEPOINT event")
         try:
+            late = item.event.raw.block_number < self._frontier
+            booked: list[str] = []
             for trade in conversion.trades:
                 trade_id = await ledger.insert_trade_in_txn(self._conn, event_id, trade)
                 if trade_id is None:
@@ -217,8 +225,13 @@ class Engine:
                         "trade {}/{} {} already booked", trade.tx_hash, trade.log_index, trade.side
                     )
                     continue
+                if late:
+                    await self._conn.execute("UPDATE trades SET late = 1 WHERE id = ?", (trade_id,))
                 self._acc.apply_fill(trade_id, trade)
+                booked.append(trade.ticker)
                 stats.trades += 1
+            if late and booked and self.on_late is not None:
+                self.on_late(item, booked)
             await ledger.insert_skipped_in_txn(
                 self._conn, event_id, item.event.inclusion, conversion.skipped
             )

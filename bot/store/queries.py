@@ -157,7 +157,7 @@ def trades(db_path: str | Path) -> list[dict[str, Any]]:
         rows = conn.execute(
             "SELECT id, tx_hash, log_index, side, inclusion, kind, block_number, block_hash,"
             " ticker, shares, direction, price_usdc, usdc_amount, equity_token, stable_token,"
-            " reverses_trade_id, created_at FROM trades ORDER BY id"
+            " reverses_trade_id, late, created_at FROM trades ORDER BY id"
         ).fetchall()
     finally:
         conn.close()
@@ -178,6 +178,7 @@ def trades(db_path: str | Path) -> list[dict[str, Any]]:
         "equity_token",
         "stable_token",
         "reverses_trade_id",
+        "late",
         "created_at",
     ]
     result = []
@@ -185,6 +186,7 @@ def trades(db_path: str | Path) -> list[dict[str, Any]]:
         item = dict(zip(keys, row, strict=True))
         for key in ("shares", "price_usdc", "usdc_amount"):
             item[key] = _text(item[key])
+        item["late"] = bool(item["late"])
         result.append(item)
     return result
 

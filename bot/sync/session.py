@@ -29,8 +29,10 @@ from bot.core.abi import ORDERBOOK_TOPICS
 from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
 from bot.engine.broker_watch import BrokerWatch
+from bot.engine.desk import utc_now
 from bot.engine.drain import Engine
 from bot.engine.options import engine_options, watch_options
+from bot.engine.prepare import Prepared
 from bot.errors import ConfigError, TransientError, is_provider_trouble
 from bot.metrics import Metrics
 from bot.ops.alerts import AlertSink
@@ -126,6 +128,7 @@ class Session:
             options=engine_options(s),
         )
         self.watch = BrokerWatch(self.engine, self.broker, watch_options(s))
+        self.engine.on_late = self._late_event
         self.store = ChainStore(await connect(self.loaded.database_path))
         if self._runtime is None:
             self._runtime = await connect(self.loaded.database_path)
@@ -274,6 +277,18 @@ class Session:
         )
         await self.save_provider_state()
         return bound
+
+    def _late_event(self, item: Prepared, tickers: list[str]) -> None:
+        raw = item.event.raw
+        logger.warning(
+            "late event: tx {} log {} in block {} ({}) was found below the processed frontier "
+            "(a provider once answered [] for it); booked now, after later fills",
+            raw.tx_hash,
+            raw.log_index,
+            raw.block_number,
+            ", ".join(tickers),
+        )
+        self.ops.late_event(raw.tx_hash, raw.log_index, raw.block_number, tickers[0], utc_now())
 
     async def rescan(self, first: int, last: int) -> dict[str, Any]:
         """Re-scan ``first..last`` (at or below the checkpoint) into the queue as a backfill job

@@ -252,3 +252,23 @@ async def test_each_pass_hedges_its_net_and_carries_the_remainder(
         ("SELL", "2"),
     ]
     assert rows(db_path, "SELECT onchain_net, hedged FROM positions") == [("1.4", "-1")]
+
+
+async def test_an_event_found_below_the_processed_frontier_is_booked_late_and_reported(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, db_path: Path
+) -> None:
+    logs = [fills.sell("0.5", "200") for _ in range(6)]
+    missed = logs.pop(2)  # block 3: a provider once answered [] for it
+    engine = await open_engine()
+    reported: list[tuple[int, list[str]]] = []
+    engine.on_late = lambda item, tickers: reported.append((item.event.raw.block_number, tickers))
+    await enqueue(logs)
+    await engine.drain(up_to_block=6)
+    assert reported == []
+    await enqueue([missed])  # a backfill job re-scanned the range and found it
+    await engine.drain(up_to_block=6)
+    assert reported == [(3, ["AAPL"])]
+    assert rows(db_path, "SELECT block_number, late FROM trades ORDER BY id") == [
+        (1, 0), (2, 0), (4, 0), (5, 0), (6, 0), (3, 1),
+    ]  # fmt: skip
+    assert rows(db_path, "SELECT onchain_net FROM positions") == [("-3",)]  # still exact
