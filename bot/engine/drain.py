@@ -31,6 +31,7 @@ from bot.core.accumulator import Accumulator
 from bot.core.blocking import Block, Blocks, Reason
 from bot.core.lots import Execution
 from bot.core.tokens import SymbolRules
+from bot.engine.booking import plan_batch
 from bot.engine.compensation import book_compensations_in_txn
 from bot.engine.desk import Desk, DeskOptions, utc_now
 from bot.engine.prepare import Prepared, Preparer, RetryPolicy
@@ -90,6 +91,7 @@ class Engine:
         self.desk = Desk(self, broker, options.desk)
         self._frontier = -1  # the highest block of a processed event (SPEC §10: late events)
         self.on_late: Callable[[Prepared, list[str]], None] | None = None
+        self._late: list[tuple[Prepared, list[str]]] = []  # reported once committed
 
     @classmethod
     async def open(
@@ -173,7 +175,7 @@ class Engine:
             )
             last = len(events) <= limit
             prepared = [await self._preparer.prepare(event) for event in events[:limit]]
-            created = await self.transaction(partial(self._book_batch, prepared, stats, last))
+            created = await self._book(prepared, stats, decide=last)
             if last:
                 break
             logger.info(
@@ -190,6 +192,53 @@ class Engine:
         # reorged events first: their compensations precede anything still pending (§7)
         await book_compensations_in_txn(self._conn, self._acc)
         return []
+
+    async def _book(
+        self, prepared: list[Prepared], stats: DrainStats, *, decide: bool
+    ) -> list[Execution]:
+        """Book a batch in one transaction: all at once, or — when something in it fails —
+        again event by event, where a bad event is isolated and marked failed."""
+        batch = DrainStats()
+        try:
+            created = await self.transaction(partial(self._book_at_once, prepared, batch, decide))
+        except TransientError:
+            raise
+        except Exception as exc:
+            logger.warning("a batch could not be booked at once ({}): event by event", exc)
+            self._late = []
+            batch = DrainStats()
+            created = await self.transaction(partial(self._book_batch, prepared, batch, decide))
+        for name in ("events", "ours", "failed", "trades"):
+            setattr(stats, name, getattr(stats, name) + getattr(batch, name))
+        late, self._late = self._late, []
+        for item, tickers in late:  # reported once committed
+            if self.on_late is not None:
+                self.on_late(item, tickers)
+        return created
+
+    async def _book_at_once(
+        self, prepared: list[Prepared], stats: DrainStats, decide: bool
+    ) -> list[Execution]:
+        rows = plan_batch(
+            prepared,
+            self._acc,
+            next_trade_id=await ledger.next_trade_id(self._conn),
+            frontier=self._frontier,
+        )
+        await ledger.insert_trades_in_txn(self._conn, rows.trades)
+        for event_id, inclusion, skipped in rows.skipped:
+            await ledger.insert_skipped_in_txn(self._conn, event_id, inclusion, [skipped])
+        for event_id, mismatch in rows.mismatches:
+            await ledger.insert_mismatches_in_txn(self._conn, event_id, [mismatch])
+        for item in rows.failures:
+            await self._fail(item, item.failure or "", stats)
+        await queue.mark_processed_in_txn(self._conn, rows.processed)
+        self._pause_ids.difference_update(rows.ours)
+        self._late = rows.late
+        stats.events += rows.counts.events
+        stats.ours += rows.counts.ours
+        stats.trades += rows.counts.trades
+        return self.decide_hedges() if decide else []
 
     async def _book_batch(
         self, prepared: list[Prepared], stats: DrainStats, decide: bool
@@ -230,8 +279,8 @@ class Engine:
                 self._acc.apply_fill(trade_id, trade)
                 booked.append(trade.ticker)
                 stats.trades += 1
-            if late and booked and self.on_late is not None:
-                self.on_late(item, booked)
+            if late and booked:
+                self._late.append((item, booked))
             await ledger.insert_skipped_in_txn(
                 self._conn, event_id, item.event.inclusion, conversion.skipped
             )

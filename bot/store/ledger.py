@@ -72,6 +72,51 @@ async def insert_trade_in_txn(
     return int(rows[0][0]) if rows else None
 
 
+async def insert_trades_in_txn(
+    conn: aiosqlite.Connection, trades: Sequence[tuple[int, int, Trade, bool]]
+) -> None:
+    """Insert trades with the ids they were given ``(id, event_id, trade, late)``; a trade booked
+    before raises (the caller then books event by event, where it is skipped)."""
+    if not trades:
+        return
+    now = now_text()
+    await conn.executemany(
+        "INSERT INTO trades (id, event_id, tx_hash, log_index, side, inclusion, kind,"
+        " block_number, block_hash, ticker, shares, direction, price_usdc, usdc_amount,"
+        " equity_token, stable_token, reverses_trade_id, late, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                trade_id,
+                event_id,
+                t.tx_hash,
+                t.log_index,
+                t.side.value,
+                t.inclusion,
+                t.kind.value,
+                t.block_number,
+                t.block_hash,
+                t.ticker,
+                amounts.to_text(t.shares),
+                t.direction.value,
+                amounts.to_text(t.price_usdc),
+                amounts.to_text(t.usdc_amount),
+                t.equity_token,
+                t.stable_token,
+                t.reverses_trade_id,
+                int(late),
+                now,
+            )
+            for trade_id, event_id, t, late in trades
+        ],
+    )
+
+
+async def next_trade_id(conn: aiosqlite.Connection) -> int:
+    rows = await conn.execute_fetchall("SELECT COALESCE(MAX(id), 0) + 1 FROM trades")
+    return int(next(iter(rows))[0])
+
+
 async def insert_skipped_in_txn(
     conn: aiosqlite.Connection, event_id: int, inclusion: int, skipped: Sequence[SkippedFill]
 ) -> None:
