@@ -94,7 +94,8 @@ async def test_rollback_flags_processed_rows_and_forgets_blocks_above_the_fork(
             head(number, f"b{number}"), [log(f"t{number}", 0, number, h(f"b{number}"))]
         )
     await mark_processed(db)
-    assert await store.rollback(BlockRef(10, h("b10"))) == 2
+    # the fork-point walk read the new hashes of 11 and 12
+    assert await store.rollback(BlockRef(10, h("b10")), {11: h("n11"), 12: h("n12")}) == 2
     assert [r[4:] for r in rows(store, db)] == [
         ("processed", 0, 0),
         ("removed", 0, 1),
