@@ -23,6 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.devnet.deploy import Deployment
+from bot.devnet.plan import make_plan, our_share_deltas
+from bot.devnet.simulate import GAS_PER_FILL, TX_BASE_GAS, encode_tx
 from tests.support.proxies import RecordedCall, RpcProxy
 
 Predicate = Callable[[RecordedCall], bool]
@@ -172,3 +175,19 @@ def replay_request(transaction: dict[str, Any]) -> dict[str, Any]:
     request = {key: transaction[key] for key in keys if key in transaction}
     request["data"] = request.pop("input")
     return request
+
+
+def fresh_fill(deployment: Deployment, seed: int) -> dict[str, Any]:
+    """A transaction request for a fill of ours the chain has not seen (the first one of plan
+    ``seed``): for ``anvil_reorg``'s new branch, or to send."""
+    for tx in make_plan(seed=seed, fills=12):
+        if our_share_deltas(tx):
+            account, data = encode_tx(tx, deployment)
+            gas = TX_BASE_GAS + GAS_PER_FILL * len(tx.fills)
+            return {
+                "from": account,
+                "to": deployment.orderbook,
+                "data": "0x" + data.hex(),
+                "gas": hex(gas),
+            }
+    raise AssertionError(f"plan {seed} has no fill of ours")

@@ -15,7 +15,6 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from loguru import logger
@@ -26,15 +25,22 @@ from bot.chain.endpoint import Endpoint
 from bot.chain.parse import parse_log
 from bot.chain.transport import HttpTransport
 from bot.core.abi import ORDERBOOK_TOPICS
-from bot.devnet.plan import make_plan, our_share_deltas
-from bot.devnet.simulate import GAS_PER_FILL, TX_BASE_GAS, encode_tx, run_plan
+from bot.devnet.plan import make_plan
+from bot.devnet.simulate import run_plan
 from bot.store.chain_state import ChainStore
 from bot.store.connection import ServedChain, open_database
 from bot.sync.backfill import Backfill
 from bot.sync.follower import Follower
 from tests.support.chain import Chain
 from tests.support.history import wait_until
-from tests.support.reorg_proxy import Canned, Hook, ReorgProxy, by_hash, ranged_reaching
+from tests.support.reorg_proxy import (
+    Canned,
+    Hook,
+    ReorgProxy,
+    by_hash,
+    fresh_fill,
+    ranged_reaching,
+)
 
 PLAN_SEED = 31
 Row = tuple[str, int, int, str]
@@ -72,21 +78,6 @@ def queue_rows(database: Path, *, removed: bool) -> set[Row]:
             + (" status = 'removed'" if removed else " status != 'removed'")
         ).fetchall()
     return {(str(t), int(i), int(n), str(h)) for t, i, n, h in found}
-
-
-def fresh_fill(chain: Chain, seed: int) -> dict[str, Any]:
-    """A transaction request for a fill of ours the chain has not seen (for a new branch)."""
-    for tx in make_plan(seed=seed, fills=12):
-        if our_share_deltas(tx):
-            account, data = encode_tx(tx, chain.deployment)
-            gas = TX_BASE_GAS + GAS_PER_FILL * len(tx.fills)
-            return {
-                "from": account,
-                "to": chain.deployment.orderbook,
-                "data": "0x" + data.hex(),
-                "gas": hex(gas),
-            }
-    raise AssertionError(f"plan {seed} has no fill of ours")
 
 
 @dataclass
@@ -161,7 +152,7 @@ async def test_reorg_while_fetching_by_hash_refetches_the_new_branch(
     old = block_hash(chain, end - 2)
     doomed = {row for row in canonical_rows(chain) if row[2] >= end - 2}
     assert any(row[2] == end - 2 for row in doomed)
-    proxy.hooks.append(Hook(by_hash(old), proxy.reorg(3, [[fresh_fill(chain, 5), 0]])))
+    proxy.hooks.append(Hook(by_hash(old), proxy.reorg(3, [[fresh_fill(chain.deployment, 5), 0]])))
     await rig.backfill.run(chain.deployment.deployment_block, end)
     assert len(proxy.reorgs) == 1
     await assert_on_the_chain(chain, rig)
@@ -188,7 +179,10 @@ async def test_reorg_while_fetching_ranges_refetches_the_new_branch(
     first_replaced = end - depth + 1
     doomed = {row for row in canonical_rows(chain) if row[2] >= first_replaced}
     proxy.hooks.append(
-        Hook(ranged_reaching(first_replaced), proxy.reorg(depth, [[fresh_fill(chain, 5), 0]]))
+        Hook(
+            ranged_reaching(first_replaced),
+            proxy.reorg(depth, [[fresh_fill(chain.deployment, 5), 0]]),
+        )
     )
     await rig.backfill.run(chain.deployment.deployment_block, end)
     assert len(proxy.reorgs) == 1
@@ -209,7 +203,7 @@ async def test_restart_rechecks_the_recorded_chain_below_the_checkpoint(
     await rig.backfill.run(chain.deployment.deployment_block, end)
     stale = {row for row in canonical_rows(chain) if row[2] == end - 2}
     assert stale
-    chain.rpc.call("anvil_reorg", [3, [[fresh_fill(chain, 5), 0]]])
+    chain.rpc.call("anvil_reorg", [3, [[fresh_fill(chain.deployment, 5), 0]]])
     with sqlite3.connect(rig.database) as conn:  # what the old code recorded
         for number in (end - 1, end):
             header = chain.rpc.call("eth_getBlockByNumber", [hex(number), False])
@@ -382,7 +376,7 @@ async def test_unknown_block_for_a_replaced_head_follows_the_new_branch(
     await rig.backfill.run(chain.deployment.deployment_block, end)
     run_plan(chain.rpc, chain.deployment, make_plan(seed=PLAN_SEED + 1, fills=1)[:1])
     stale = await get_header(rig.endpoint, end + 1)
-    chain.rpc.call("anvil_reorg", [1, [[fresh_fill(chain, 5), 0]]])
+    chain.rpc.call("anvil_reorg", [1, [[fresh_fill(chain.deployment, 5), 0]]])
     unknown = {"code": -32000, "message": "unknown block"}
     proxy.answers = [Canned(by_hash(stale.hash), error=unknown) for _ in range(50)]
     await asyncio.wait_for(rig.follower.on_head(stale), 30)
