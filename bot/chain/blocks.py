@@ -10,14 +10,15 @@ Rules these helpers enforce, so that no caller has to remember them:
 - ``unknown block`` for a hash: the header at that height is re-read by number from the same
   provider. Another hash there means the block left the chain (:class:`BlockReplaced`, carrying the
   canonical header); the same hash means the provider has not caught up: wait and ask again.
-- A ranged window is read as: its end header first, then its logs, then the headers that link the
-  window to its end (every header when ``full_headers``, else only the first). The logs must name
+- A ranged window is read as: its end header first, then its logs, then its first header and
+  every header of its recent part, linked by parent hash to the end header. The logs must name
   only blocks of that chain; a window whose reads disagree is :class:`ChainMoved` (retry it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from bot.errors import TransientError
 
 T = TypeVar("T")
 
+HEADER_READS_IN_FLIGHT = 16  # a window's headers: enough to hide latency, few enough to be polite
 ANSWER_TRIES = 6  # malformed answers and "not there yet" waits, before the caller's own retry
 ANSWER_BACKOFF_BASE_S = 0.2
 ANSWER_BACKOFF_MAX_S = 5.0
@@ -73,9 +75,9 @@ class LogFilter:
 class WindowRead:
     """One ranged window's logs and the canonical headers (oldest first) that vouch for them.
 
-    ``headers`` always holds the window's first and last header; with ``full_headers`` every
-    header of the window, linked by parent hash. ``named`` is the hash of each block the logs
-    name (all of them on the same chain as ``headers``)."""
+    ``headers`` (oldest first) holds the window's first and last header and every header from
+    ``every_header_from`` on, linked by parent hash. ``named`` is the hash of each block the
+    logs name (the same as ``headers`` where both have one)."""
 
     window: BlockRange
     logs: list[RawLog]
@@ -215,34 +217,38 @@ async def get_logs_range(
         raise UnusableAnswer(f"eth_getLogs {window}: {error}") from None
 
 
+async def _headers(endpoint: Endpoint, first: int, last: int) -> list[Head]:
+    """The headers ``first..last`` by number, a few requests at a time (oldest first)."""
+    found: list[Head] = []
+    for start in range(first, last + 1, HEADER_READS_IN_FLIGHT):
+        numbers = range(start, min(last, start + HEADER_READS_IN_FLIGHT - 1) + 1)
+        found.extend(
+            await asyncio.gather(*(get_header(endpoint, n, lane=Lane.BACKFILL) for n in numbers))
+        )
+    return found
+
+
 async def read_window(
-    endpoint: Endpoint, log_filter: LogFilter, window: BlockRange, *, full_headers: bool
+    endpoint: Endpoint, log_filter: LogFilter, window: BlockRange, *, every_header_from: int
 ) -> WindowRead:
     """Read ``window``: its end header before its logs (a provider that lags answers ``null``
-    there and is waited for), then the headers back to the window's start."""
+    there and is waited for), then its first header and every header from
+    ``every_header_from`` on, which must link by parent hash up to the end header; the logs
+    must name the blocks of that chain at those heights."""
     last = await get_header(endpoint, window.end, lane=Lane.BACKFILL)
     logs = await get_logs_range(endpoint, log_filter, window)
     named: dict[int, str] = {}
     for log in logs:
         if named.setdefault(log.block_number, log.block_hash) != log.block_hash:
             raise ChainMoved(f"eth_getLogs {window} named two hashes for block {log.block_number}")
-    headers = [last]
-    if full_headers:
-        for number in range(window.end - 1, window.start - 1, -1):
-            header = await get_header(endpoint, number, lane=Lane.BACKFILL)
-            if header.hash != headers[-1].parent_hash:
-                raise ChainMoved(f"block {number} does not link to block {number + 1}")
-            headers.append(header)
-        headers.reverse()
-        by_number = {header.number: header.hash for header in headers}
-        stray = [n for n, block_hash in named.items() if by_number[n] != block_hash]
-        if stray:
-            raise ChainMoved(f"eth_getLogs {window} named blocks of another fork: {stray[:5]}")
-    elif window.span > 1:
-        first = await get_header(endpoint, window.start, lane=Lane.BACKFILL)
-        if named.get(first.number, first.hash) != first.hash:
-            raise ChainMoved(f"eth_getLogs {window} named another block {first.number}")
-        headers.insert(0, first)
-    if named.get(last.number, last.hash) != last.hash:
-        raise ChainMoved(f"eth_getLogs {window} named another block {last.number}")
-    return WindowRead(window, logs, headers, named)
+    linked_from = max(window.start, every_header_from)
+    chain = [*await _headers(endpoint, linked_from, window.end - 1), last]
+    if linked_from > window.start:
+        chain.insert(0, await get_header(endpoint, window.start, lane=Lane.BACKFILL))
+    for below, above in itertools.pairwise(chain):
+        if above.number == below.number + 1 and above.parent_hash != below.hash:
+            raise ChainMoved(f"block {above.number} does not link to block {below.number}")
+    stray = [h.number for h in chain if named.get(h.number, h.hash) != h.hash]
+    if stray:
+        raise ChainMoved(f"eth_getLogs {window} named blocks of another fork: {stray[:5]}")
+    return WindowRead(window, logs, chain, named)

@@ -207,8 +207,8 @@ class Backfill:
         self, start: int, end: int, head: int, progress: Progress, totals: BackfillResult
     ) -> None:
         by_hash_from = max(start, head - self._near_head)
-        # every header of a ranged window that reaches within RECENT_BLOCKS_KEPT of the end is
-        # read (and recorded); deeper down only each window's first and last
+        # every header within RECENT_BLOCKS_KEPT of the end is read (and recorded), so that a
+        # fork-point walk finds each of them; deeper down only each window's first and last
         full_from = end - RECENT_BLOCKS_KEPT + 1
         if by_hash_from > start:
             await self._ranges(BlockRange(start, by_hash_from - 1), progress, totals, full_from)
@@ -284,8 +284,8 @@ class Backfill:
             found.extend(log for log in again if (log.tx_hash, log.log_index) not in answered)
         return logs + found, headers
 
-    async def _fetch(self, window: BlockRange, *, full: bool) -> _Fetched:
-        read = await read_window(self._endpoint, self._filter, window, full_headers=full)
+    async def _fetch(self, window: BlockRange, full_from: int) -> _Fetched:
+        read = await read_window(self._endpoint, self._filter, window, every_header_from=full_from)
         named = dict(read.named)
         for header in read.headers:
             named[header.number] = header.hash
@@ -325,7 +325,7 @@ class Backfill:
             attempt = 0
             while current is not None:
                 try:
-                    fetched = await self._fetch(current, full=current.end >= full_from)
+                    fetched = await self._fetch(current, full_from)
                 except RpcError as error:
                     classified = classify(
                         str(error), code=error.code, http_status=error.http_status
