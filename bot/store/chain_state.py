@@ -252,6 +252,11 @@ class ChainStore:
         return changed + await insert_new_in_txn(self._conn, new, now)
 
     async def _record_blocks(self, headers: Sequence[Head]) -> None:
+        # records above the checkpoint are only ever those of the window about to be moved over:
+        # any other is a leftover of an interrupted run, from a chain that may have moved since
+        await self._conn.execute(
+            "DELETE FROM recent_blocks WHERE number > (SELECT block_number FROM checkpoint)"
+        )
         await self._conn.executemany(
             "INSERT INTO recent_blocks (number, hash, parent_hash) VALUES (?, ?, ?)"
             " ON CONFLICT (number) DO UPDATE SET hash = excluded.hash,"
