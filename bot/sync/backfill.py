@@ -154,6 +154,7 @@ class Backfill:
         progress = Progress(start, end)
         totals = BackfillResult(0, 0, 0, 0.0)
         start = await self._retrying("re-checking the recorded chain", self._resume, start)
+        unsettled = 0  # reorgs in a row that found our checkpoint still on the chain
         while True:
             try:
                 await self._pass(start, end, head, progress, totals)
@@ -161,12 +162,19 @@ class Backfill:
             except ChainReorged as reorg:
                 self.reorgs += 1
                 logger.warning("reorg while backfilling: {}", reorg)
-                from_number = reorg.from_number
+                met = reorg
             ancestor = await self._retrying(
                 "finding the fork point",
-                lambda at=from_number: rewind(self._endpoint, self._state, at, lane=Lane.BACKFILL),
+                lambda at=met.from_number: rewind(
+                    self._endpoint, self._state, at, lane=Lane.BACKFILL
+                ),
             )
             start = ancestor.number + 1
+            # a block that did not link although nothing below it changed: the provider
+            # answered from two branches in turn; give it time rather than spin
+            unsettled = unsettled + 1 if ancestor.number >= met.from_number else 0
+            if unsettled:
+                await _pause("following the chain", met, unsettled)
         totals.seconds = time.monotonic() - began
         self._metrics.backfill_duration_seconds.observe(totals.seconds)
         progress.finish()

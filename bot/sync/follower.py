@@ -15,7 +15,7 @@ from bot.core.bloom import may_have_logs
 from bot.core.heads import BlockRef, Head, Verdict, judge
 from bot.core.model import RawLog
 from bot.errors import FatalError
-from bot.sync.backfill import Backfill
+from bot.sync.backfill import Backfill, MissingLogError
 from bot.sync.forks import MAX_REORG_DEPTH, ChainState, ReorgTooDeepError, rewind
 
 __all__ = ["MAX_REORG_DEPTH", "ChainState", "Follower", "ReorgTooDeepError"]
@@ -78,6 +78,10 @@ class Follower:
             logs, _headers = await self._backfill.vouch(
                 head.number, head.number, {head.number: head.hash}, logs, lane=Lane.LIVE
             )
+        except MissingLogError as missing:
+            # a loud error (SPEC §6): the checkpoint stays below this block; the live loop retries
+            logger.error("head {} not reconciled: {}", head.number, missing)
+            raise
         except BlockReplaced as replaced:
             # the head left the chain while we read it (SPEC §6: re-read by number, another
             # hash is a reorg): follow the block that replaced it instead
