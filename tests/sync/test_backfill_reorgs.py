@@ -409,3 +409,58 @@ async def test_null_and_malformed_log_answers_are_retried(
     await asyncio.wait_for(rig.follower.on_head(head), 30)
     assert len(proxy.calls_matching(by_hash(head.hash))) == 3
     await assert_on_the_chain(chain, rig)
+
+
+# ------------------------------------------- a reorg injected by the provider (the proxy)
+
+
+def fake_hash(real: str) -> str:
+    return "0x" + ("dead" + real[6:])[:64]
+
+
+@pytest.mark.parametrize("phase", ["by-hash", "range-recent", "range-deep"])
+async def test_a_branch_the_provider_showed_then_dropped_is_undone(
+    history: Chain,
+    proxy: ReorgProxy,
+    rig: Rig,
+    phase: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The provider answers one header (and, by hash, its logs) from a branch of its own, then
+    the real chain again: a reorg injected by the proxy, seen from hashes alone. The backfill
+    ends on the real chain; the rows it stored from the shown branch are re-included in their
+    real block (``inclusion`` 1), nothing of the real chain is lost."""
+    if phase == "range-deep":
+        monkeypatch.setattr(backfill_module, "RECENT_BLOCKS_KEPT", 1)
+    chain, end = history, tip(history)
+    start = chain.deployment.deployment_block
+    if phase == "by-hash":
+        shown = end - 2
+    else:  # the end of a ranged window (4 blocks each, from the start) in the middle
+        shown = next(n for n in range((start + end) // 2, end) if (n - start) % 4 == 3)
+    real = chain.rpc.call("eth_getBlockByNumber", [hex(shown), False])
+    fake = fake_hash(real["hash"])
+    ours = {"address": chain.deployment.orderbook, "topics": [list(ORDERBOOK_TOPICS)]}
+    real_logs = chain.rpc.call("eth_getLogs", [{**ours, "blockHash": real["hash"]}])
+    assert real_logs or phase != "by-hash"
+    header = lambda call: (  # noqa: E731
+        call.method == "eth_getBlockByNumber" and call.params[0] == hex(shown)
+    )
+    proxy.answers = [
+        Canned(header, result={**real, "hash": fake}),
+        Canned(by_hash(fake), result=[{**log, "blockHash": fake} for log in real_logs]),
+    ]
+    await rig.backfill.run(start, end)
+    assert proxy.calls_matching(header)[0].injected is not None
+    await assert_on_the_chain(chain, rig)
+    shown_rows = {(str(log["transactionHash"]), int(log["logIndex"], 16)) for log in real_logs}
+    with sqlite3.connect(rig.database) as conn:
+        inclusions = dict(
+            ((str(t), int(i)), int(n))
+            for t, i, n in conn.execute("SELECT tx_hash, log_index, inclusion FROM events")
+        )
+    if phase == "by-hash":  # stored from the shown branch, then re-included in the real block
+        assert {inclusions[key] for key in shown_rows} == {1}
+    else:  # a window's reads vouch for its logs: nothing was stored from the shown branch
+        assert {inclusions[key] for key in shown_rows} <= {0}
+    assert set(inclusions.values()) <= {0, 1}
