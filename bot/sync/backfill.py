@@ -148,12 +148,15 @@ class Backfill:
         checkpoint to ``end``. ``head`` (default ``end``) decides which blocks are near it.
         A reorg met on the way is followed: the run ends with the checkpoint on the chain."""
         began = time.monotonic()
+        if end < start - 1:
+            return BackfillResult(0, 0, 0, 0.0)
+        # also with nothing new to fetch (end = start - 1): a restart re-checks what it holds
+        start = await self._retrying("re-checking the recorded chain", self._resume, start)
         if end < start:
             return BackfillResult(0, 0, 0, 0.0)
         head = end if head is None else head
         progress = Progress(start, end)
         totals = BackfillResult(0, 0, 0, 0.0)
-        start = await self._retrying("re-checking the recorded chain", self._resume, start)
         unsettled = 0  # reorgs in a row that found our checkpoint still on the chain
         while True:
             try:

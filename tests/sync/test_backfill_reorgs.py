@@ -193,8 +193,9 @@ async def test_reorg_while_fetching_ranges_refetches_the_new_branch(
     assert removed <= doomed and not removed & canonical_rows(chain)
 
 
+@pytest.mark.parametrize("new_blocks", [2, 0])
 async def test_restart_rechecks_the_recorded_chain_below_the_checkpoint(
-    history: Chain, proxy: ReorgProxy, rig: Rig
+    history: Chain, proxy: ReorgProxy, rig: Rig, new_blocks: int
 ) -> None:
     """The state an unlinked checkpoint move left (finding 4 before the fix): the checkpoint
     and the block below it on the new branch, head-2 still the old one. The checkpoint's own
@@ -213,8 +214,9 @@ async def test_restart_rechecks_the_recorded_chain_below_the_checkpoint(
             )
         conn.execute("UPDATE checkpoint SET block_hash = ?", (block_hash(chain, end),))
         conn.execute("DELETE FROM events WHERE block_number > ?", (end - 2,))
-    chain.rpc.call("anvil_mine", ["0x2"])
-    await rig.backfill.run(end + 1, tip(chain))
+    if new_blocks:
+        chain.rpc.call("anvil_mine", [hex(new_blocks)])
+    await rig.backfill.run(end + 1, tip(chain))  # with nothing new to fetch, too
     await assert_on_the_chain(chain, rig)
     assert rig.backfill.reorgs == 1
     assert queue_rows(rig.database, removed=True) == stale
