@@ -33,12 +33,7 @@ from typing import Protocol, TypeVar
 
 from loguru import logger
 
-from bot.chain.blocks import (
-    LogFilter,
-    get_header,
-    get_logs_by_hash,
-    read_window,
-)
+from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash, read_window
 from bot.chain.endpoint import Endpoint, Lane
 from bot.chain.ws import RpcError
 from bot.core.heads import Head
@@ -48,7 +43,7 @@ from bot.core.retry import delay_s
 from bot.errors import FatalError, TransientError
 from bot.metrics import Metrics
 from bot.store.chain_state import RECENT_BLOCKS_KEPT
-from bot.sync.forks import ChainReorged, ChainState, rewind
+from bot.sync.forks import ChainReorged, ChainState, MissingLogError, resume_point, rewind, vouch
 from bot.sync.progress import Progress
 
 # re-exported for bot.sync.runner (the RPC helpers live in bot.chain.blocks now)
@@ -58,10 +53,6 @@ T = TypeVar("T")
 
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 30.0
-
-
-class MissingLogError(TransientError):
-    """A queued log of a canonical block is missing from that block's logs read by hash."""
 
 
 class BackfillSink(Protocol):
@@ -151,7 +142,13 @@ class Backfill:
         if end < start - 1:
             return BackfillResult(0, 0, 0, 0.0)
         # also with nothing new to fetch (end = start - 1): a restart re-checks what it holds
-        start = await self._retrying("re-checking the recorded chain", self._resume, start)
+        resumed = await self._retrying(
+            "re-checking the recorded chain",
+            lambda: resume_point(self._endpoint, self._state, start, lane=Lane.BACKFILL),
+        )
+        if resumed < start:
+            self.reorgs += 1
+        start = resumed
         if end < start:
             return BackfillResult(0, 0, 0, 0.0)
         head = end if head is None else head
@@ -196,24 +193,6 @@ class Backfill:
             except TransientError as error:
                 await _pause(what, error, attempt)
 
-    async def _resume(self, start: int) -> int:
-        """Where to start: ``start``, or lower when the blocks recorded below the checkpoint
-        do not link (a reorg the checkpoint moved over before links were checked)."""
-        checkpoint = await self._state.checkpoint()
-        if checkpoint is None or checkpoint.number != start - 1:
-            return start
-        unlinked = await self._state.first_unlinked()
-        if unlinked is None:
-            return start
-        logger.warning(
-            "recorded block {} does not link to block {}: re-checking the chain below it",
-            unlinked,
-            unlinked - 1,
-        )
-        self.reorgs += 1
-        ancestor = await rewind(self._endpoint, self._state, unlinked - 1, lane=Lane.BACKFILL)
-        return ancestor.number + 1
-
     async def _pass(
         self, start: int, end: int, head: int, progress: Progress, totals: BackfillResult
     ) -> None:
@@ -238,7 +217,14 @@ class Backfill:
         logs = await get_logs_by_hash(
             self._endpoint, self._filter, header.hash, number=number, lane=Lane.BACKFILL
         )
-        logs, _extra = await self.vouch(number, number, {number: header.hash}, logs)
+        logs, _extra = await vouch(
+            self._endpoint,
+            self._state,
+            self._filter,
+            BlockRange(number, number),
+            canonical={number: header.hash},
+            logs=logs,
+        )
         # a live hint of this height from a losing fork must not stay pending
         totals.stored += await self._sink.reconcile(header, logs)
         totals.events += len(logs)
@@ -246,61 +232,14 @@ class Backfill:
         self._metrics.blocks_backfilled_total.inc()
         progress.window(BlockRange(number, number), len(logs))
 
-    async def vouch(
-        self,
-        first: int,
-        last: int,
-        canonical: dict[int, str],
-        logs: list[RawLog],
-        *,
-        lane: Lane = Lane.BACKFILL,
-    ) -> tuple[list[RawLog], list[Head]]:
-        """Account for every queued row of blocks ``first..last`` that ``logs`` lacks: a row
-        of a block with another canonical hash is left for the checkpoint move to remove (the
-        headers read to know it are returned, to be recorded); a row of a canonical block is
-        re-read by hash and added, or is a :class:`MissingLogError` — never a removal."""
-        answered = {(log.tx_hash, log.log_index) for log in logs}
-        missing = [
-            row for row in await self._state.queued_between(first, last) if row[:2] not in answered
-        ]
-        headers: list[Head] = []
-        found: list[RawLog] = []
-        for number in sorted({row[2] for row in missing}):
-            block_hash = canonical.get(number)
-            if block_hash is None:
-                header = await get_header(self._endpoint, number, lane=lane)
-                headers.append(header)
-                block_hash = canonical[number] = header.hash
-            ours = [row for row in missing if row[2] == number and row[3] == block_hash]
-            if not ours:
-                continue  # another canonical hash there: hash evidence, removed on the move
-            again = await get_logs_by_hash(
-                self._endpoint, self._filter, block_hash, number=number, lane=lane
-            )
-            keys = {(log.tx_hash, log.log_index) for log in again}
-            lost = [row for row in ours if row[:2] not in keys]
-            if lost:
-                raise MissingLogError(
-                    f"block {number} ({block_hash[:10]}) is canonical but its logs lack queued "
-                    f"log tx={lost[0][0]} log_index={lost[0][1]} (and {len(lost) - 1} more); "
-                    "the provider may lag: the checkpoint waits"
-                )
-            logger.warning(
-                "eth_getLogs of blocks {}-{} lacked {} queued log(s) of block {}: re-read by hash",
-                first,
-                last,
-                len(ours),
-                number,
-            )
-            found.extend(log for log in again if (log.tx_hash, log.log_index) not in answered)
-        return logs + found, headers
-
     async def _fetch(self, window: BlockRange, full_from: int) -> _Fetched:
         read = await read_window(self._endpoint, self._filter, window, every_header_from=full_from)
         named = dict(read.named)
         for header in read.headers:
             named[header.number] = header.hash
-        logs, extra = await self.vouch(window.start, window.end, named, read.logs)
+        logs, extra = await vouch(
+            self._endpoint, self._state, self._filter, window, canonical=named, logs=read.logs
+        )
         listed = {header.number for header in (*read.headers, *extra)}
         hashes_only = [Head(n, h, "") for n, h in read.named.items() if n not in listed]
         return _Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])

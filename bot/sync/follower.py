@@ -14,9 +14,17 @@ from bot.chain.endpoint import Endpoint, Lane
 from bot.core.bloom import may_have_logs
 from bot.core.heads import BlockRef, Head, Verdict, judge
 from bot.core.model import RawLog
+from bot.core.ranges import BlockRange
 from bot.errors import FatalError
-from bot.sync.backfill import Backfill, MissingLogError
-from bot.sync.forks import MAX_REORG_DEPTH, ChainState, ReorgTooDeepError, rewind
+from bot.sync.backfill import Backfill
+from bot.sync.forks import (
+    MAX_REORG_DEPTH,
+    ChainState,
+    MissingLogError,
+    ReorgTooDeepError,
+    rewind,
+    vouch,
+)
 
 __all__ = ["MAX_REORG_DEPTH", "ChainState", "Follower", "ReorgTooDeepError"]
 
@@ -75,8 +83,14 @@ class Follower:
                     self._endpoint, self._filter, head.hash, number=head.number
                 )
             # a queued row of this block the answer lacks is re-read, never dropped
-            logs, _headers = await self._backfill.vouch(
-                head.number, head.number, {head.number: head.hash}, logs, lane=Lane.LIVE
+            logs, _headers = await vouch(
+                self._endpoint,
+                self._state,
+                self._filter,
+                BlockRange(head.number, head.number),
+                canonical={head.number: head.hash},
+                logs=logs,
+                lane=Lane.LIVE,
             )
         except MissingLogError as missing:
             # a loud error (SPEC §6): the checkpoint stays below this block; the live loop retries

@@ -6,6 +6,10 @@ header at each height with the hash we stored, to the highest block that still m
 fork point); roll the queue back to it, removing only rows whose height now has another
 canonical hash (hash evidence: a row merely unconfirmed is left for the next reconciliation to
 judge); and fetch again from the block after it.
+
+A row merely missing from an answer is no evidence (a lagging provider answers ``[]`` for blocks
+it has not seen): :func:`vouch` re-reads its block by hash, and a row still missing from a
+canonical block is a :class:`MissingLogError`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from typing import Protocol, runtime_checkable
 
 from loguru import logger
 
-from bot.chain.blocks import get_header_or_none
+from bot.chain.blocks import LogFilter, get_header, get_header_or_none, get_logs_by_hash
 from bot.chain.endpoint import Endpoint, Lane
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
+from bot.core.ranges import BlockRange
 from bot.errors import FatalError, TransientError
 from bot.store.chain_state import RECENT_BLOCKS_KEPT, QueuedKey
 
@@ -62,6 +67,11 @@ class ChainState(Protocol):
         ...
 
 
+class MissingLogError(TransientError):
+    """A queued log of a canonical block is missing from that block's logs read by hash: a
+    loud error (logged, retried; the checkpoint does not pass it), never a removal."""
+
+
 class ReorgTooDeepError(FatalError):
     """No block we still track matches the canonical chain."""
 
@@ -72,6 +82,27 @@ class ChainReorged(TransientError):
     def __init__(self, message: str, *, from_number: int) -> None:
         super().__init__(message)
         self.from_number = from_number
+
+
+async def resume_point(
+    endpoint: Endpoint, state: ChainState, start: int, *, lane: Lane = Lane.LIVE
+) -> int:
+    """Where a run that would start at ``start`` (the block after the checkpoint) must start:
+    lower when the blocks recorded below the checkpoint do not link (a reorg the checkpoint
+    moved over before its moves were linked), after rolling back to the fork point."""
+    checkpoint = await state.checkpoint()
+    if checkpoint is None or checkpoint.number != start - 1:
+        return start
+    unlinked = await state.first_unlinked()
+    if unlinked is None:
+        return start
+    logger.warning(
+        "recorded block {} does not link to block {}: re-checking the chain below it",
+        unlinked,
+        unlinked - 1,
+    )
+    ancestor = await rewind(endpoint, state, unlinked - 1, lane=lane)
+    return ancestor.number + 1
 
 
 async def rewind(
@@ -99,3 +130,53 @@ async def rewind(
         f"reorg below block {floor + 1}: no tracked block matches the chain any more; stop, "
         "check the node, then restart (the queue is intact)"
     )
+
+
+async def vouch(
+    endpoint: Endpoint,
+    state: ChainState,
+    log_filter: LogFilter,
+    blocks: BlockRange,
+    *,
+    canonical: dict[int, str],
+    logs: list[RawLog],
+    lane: Lane = Lane.BACKFILL,
+) -> tuple[list[RawLog], list[Head]]:
+    """Account for every queued row of ``blocks`` that ``logs`` (their logs) lacks: a row
+    of a block with another canonical hash is left for the checkpoint move to remove (the
+    headers read to know it are returned, to be recorded); a row of a canonical block is
+    re-read by hash and added, or is a :class:`MissingLogError` — never a removal."""
+    answered = {(log.tx_hash, log.log_index) for log in logs}
+    missing = [
+        row
+        for row in await state.queued_between(blocks.start, blocks.end)
+        if row[:2] not in answered
+    ]
+    headers: list[Head] = []
+    found: list[RawLog] = []
+    for number in sorted({row[2] for row in missing}):
+        block_hash = canonical.get(number)
+        if block_hash is None:
+            header = await get_header(endpoint, number, lane=lane)
+            headers.append(header)
+            block_hash = canonical[number] = header.hash
+        ours = [row for row in missing if row[2] == number and row[3] == block_hash]
+        if not ours:
+            continue  # another canonical hash there: hash evidence, removed on the move
+        again = await get_logs_by_hash(endpoint, log_filter, block_hash, number=number, lane=lane)
+        keys = {(log.tx_hash, log.log_index) for log in again}
+        lost = [row for row in ours if row[:2] not in keys]
+        if lost:
+            raise MissingLogError(
+                f"block {number} ({block_hash[:10]}) is canonical but its logs lack queued "
+                f"log tx={lost[0][0]} log_index={lost[0][1]} (and {len(lost) - 1} more); "
+                "the provider may lag: the checkpoint waits"
+            )
+        logger.warning(
+            "eth_getLogs of blocks {} lacked {} queued log(s) of block {}: re-read by hash",
+            blocks,
+            len(ours),
+            number,
+        )
+        found.extend(log for log in again if (log.tx_hash, log.log_index) not in answered)
+    return logs + found, headers
