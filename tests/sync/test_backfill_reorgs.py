@@ -1,38 +1,28 @@
-"""Reorgs and lagging providers while the backfill runs (SPEC §6, §7; issue 8 findings 4, 5, 8).
+"""Reorgs while the backfill runs (SPEC §6, §7; issue 8 findings 4 and 5).
 
-Real anvil, a real ``ChainStore`` on SQLite, the real ``Backfill``/``Follower``, and a loopback
-proxy (``tests/support/reorg_proxy.py``) that calls ``anvil_reorg`` at an exact request of the
-bot, or plays a provider that lags. The oracle is the chain itself after the fact: the queue's
-live rows must be exactly the canonical chain's orderbook logs (by transaction, index, block
-and block hash), and rows are removed only where the chain holds another block. The plans are
+Real anvil, a real ``ChainStore`` on SQLite, the real ``Backfill``, and a loopback proxy
+(``tests/support/reorg_proxy.py``) that calls ``anvil_reorg`` at an exact request of the bot, or
+shows a branch of its own for one block. The oracle is the chain itself after the fact
+(``tests/support/reorg_rig.py``): the queue's live rows are exactly the canonical chain's
+orderbook logs, and rows are removed only where the chain holds another block. The plans are
 seeded (``PLAN_SEED``, logged); the reorg instants are fixed requests, not random.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from loguru import logger
 
 import bot.sync.backfill as backfill_module
-from bot.chain.blocks import LogFilter, get_header
-from bot.chain.endpoint import Endpoint
 from bot.chain.parse import parse_log
-from bot.chain.transport import HttpTransport
 from bot.core.abi import ORDERBOOK_TOPICS
 from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
-from bot.store.chain_state import ChainStore
-from bot.store.connection import ServedChain, open_database
-from bot.sync.backfill import Backfill
-from bot.sync.follower import Follower
 from tests.support.chain import Chain
-from tests.support.history import wait_until
 from tests.support.reorg_proxy import (
     Canned,
     Hook,
@@ -41,54 +31,17 @@ from tests.support.reorg_proxy import (
     fresh_fill,
     ranged_reaching,
 )
+from tests.support.reorg_rig import (
+    Rig,
+    assert_on_the_chain,
+    block_hash,
+    canonical_rows,
+    open_rig,
+    queue_rows,
+    tip,
+)
 
 PLAN_SEED = 31
-Row = tuple[str, int, int, str]
-
-
-def tip(chain: Chain) -> int:
-    return int(chain.rpc.call("eth_blockNumber", []), 16)
-
-
-def block_hash(chain: Chain, number: int) -> str:
-    return str(chain.rpc.call("eth_getBlockByNumber", [hex(number), False])["hash"]).lower()
-
-
-def canonical_rows(chain: Chain) -> set[Row]:
-    """Every orderbook log of the canonical chain now, read straight from anvil."""
-    logs = chain.rpc.call(
-        "eth_getLogs",
-        [{"address": chain.deployment.orderbook, "fromBlock": "0x0", "toBlock": "latest"}],
-    )
-    return {
-        (
-            str(log["transactionHash"]).lower(),
-            int(log["logIndex"], 16),
-            int(log["blockNumber"], 16),
-            str(log["blockHash"]).lower(),
-        )
-        for log in logs
-    }
-
-
-def queue_rows(database: Path, *, removed: bool) -> set[Row]:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        found = conn.execute(
-            "SELECT tx_hash, log_index, block_number, block_hash FROM events WHERE"
-            + (" status = 'removed'" if removed else " status != 'removed'")
-        ).fetchall()
-    return {(str(t), int(i), int(n), str(h)) for t, i, n, h in found}
-
-
-@dataclass
-class Rig:
-    """The bot's side: a store, an endpoint through the proxy, a backfill and a follower."""
-
-    database: Path
-    store: ChainStore
-    endpoint: Endpoint
-    backfill: Backfill
-    follower: Follower
 
 
 @pytest.fixture(autouse=True)
@@ -98,10 +51,10 @@ def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def history(chain: Chain) -> Iterator[Chain]:
+def history(chain: Chain) -> Chain:
     logger.info("plan seed {}", PLAN_SEED)
     run_plan(chain.rpc, chain.deployment, make_plan(seed=PLAN_SEED, fills=10))
-    yield chain
+    return chain
 
 
 @pytest.fixture
@@ -115,29 +68,8 @@ async def proxy(chain: Chain) -> AsyncIterator[ReorgProxy]:
 
 @pytest.fixture
 async def rig(chain: Chain, proxy: ReorgProxy, tmp_path: Path) -> AsyncIterator[Rig]:
-    d = chain.deployment
-    database = tmp_path / "bot.db"
-    conn, _meta = await open_database(
-        database, ServedChain(31337, d.orderbook, d.order_owner, d.deployment_block)
-    )
-    store = ChainStore(conn)
-    endpoint = Endpoint(HttpTransport(proxy.url), max_backoff_s=0.05)
-    log_filter = LogFilter(d.orderbook, ORDERBOOK_TOPICS)
-    backfill = Backfill(endpoint, store, log_filter, workers=3, batch_blocks=4)
-    try:
-        yield Rig(
-            database, store, endpoint, backfill, Follower(endpoint, store, log_filter, backfill)
-        )
-    finally:
-        await endpoint.close()
-        await conn.close()
-
-
-async def assert_on_the_chain(chain: Chain, rig: Rig) -> None:
-    assert queue_rows(rig.database, removed=False) == canonical_rows(chain)
-    checkpoint = await rig.store.checkpoint()
-    assert checkpoint is not None
-    assert (checkpoint.number, checkpoint.hash) == (tip(chain), block_hash(chain, tip(chain)))
+    async with open_rig(chain, proxy.url, tmp_path / "bot.db") as opened:
+        yield opened
 
 
 # ---------------------------------------------------------------- finding 4
@@ -292,125 +224,6 @@ async def test_late_hint_below_the_checkpoint_off_the_chain_is_recorded_not_queu
     with sqlite3.connect(rig.database) as conn:
         sightings = conn.execute("SELECT tx_hash, block_hash FROM event_sightings").fetchall()
     assert sightings == [("0x" + "e8" * 32, "0x" + "e7" * 32)]
-
-
-async def test_a_lagging_provider_skips_no_block_and_removes_no_row(
-    history: Chain, proxy: ReorgProxy, rig: Rig
-) -> None:
-    """The provider has not seen the last blocks: their headers are null, their logs absent.
-    Rows of them are already queued (live hints from another provider). The backfill waits:
-    the checkpoint stays below them, nothing is removed; once the provider catches up, every
-    log is there."""
-    chain, end = history, tip(history)
-    lag = end - 8
-    hints = sorted(row for row in canonical_rows(chain) if row[2] > lag)
-    assert hints
-    logs = chain.rpc.call(
-        "eth_getLogs",
-        [{"address": chain.deployment.orderbook, "fromBlock": hex(lag + 1), "toBlock": hex(end)}],
-    )
-    assert await rig.store.store_hint([parse_log(log) for log in logs]) == len(hints)
-    proxy.lag_above = lag
-    task = asyncio.create_task(rig.backfill.run(chain.deployment.deployment_block, end))
-    try:
-        waits = lambda: proxy.calls_matching(  # noqa: E731
-            lambda call: call.method == "eth_getBlockByNumber" and call.injected == "lagging"
-        )
-        await wait_until(
-            lambda: task.done() or len(waits()) >= 5, timeout_s=30, what="the backfill waiting"
-        )
-        assert not task.done(), task.exception()
-        checkpoint = await rig.store.checkpoint()
-        assert checkpoint is None or checkpoint.number <= lag
-        assert queue_rows(rig.database, removed=True) == set()
-        proxy.lag_above = None
-        await asyncio.wait_for(task, 60)
-    finally:
-        task.cancel()
-    await assert_on_the_chain(chain, rig)
-    assert queue_rows(rig.database, removed=True) == set()
-
-
-async def test_rows_missing_from_a_lagging_log_index_wait_loudly_and_are_kept(
-    history: Chain, proxy: ReorgProxy, rig: Rig
-) -> None:
-    """Headers are served, but the provider's logs lag: a queued row of a canonical block is
-    missing from the window and from its block read by hash. A loud error, retried; the
-    checkpoint never passes the block; the row is never removed."""
-    chain, end = history, tip(history)
-    lag = end - 8
-    logs = chain.rpc.call(
-        "eth_getLogs",
-        [{"address": chain.deployment.orderbook, "fromBlock": hex(lag + 1), "toBlock": hex(end)}],
-    )
-    await rig.store.store_hint([parse_log(log) for log in logs])
-    first_missing = int(logs[0]["blockNumber"], 16)
-    errors: list[str] = []
-    handler = logger.add(lambda m: errors.append(m.record["message"]), level="ERROR")
-    proxy.logs_lag_above = lag
-    task = asyncio.create_task(rig.backfill.run(chain.deployment.deployment_block, end))
-    try:
-        await wait_until(
-            lambda: task.done() or sum("MissingLogError" in e for e in errors) >= 3,
-            timeout_s=30,
-            what="loud, retried errors",
-        )
-        assert not task.done(), "the backfill passed blocks whose queued logs it did not see"
-        checkpoint = await rig.store.checkpoint()
-        assert checkpoint is not None and checkpoint.number < first_missing
-        assert queue_rows(rig.database, removed=True) == set()
-        proxy.logs_lag_above = None
-        await asyncio.wait_for(task, 60)
-    finally:
-        task.cancel()
-        logger.remove(handler)
-    await assert_on_the_chain(chain, rig)
-    assert queue_rows(rig.database, removed=True) == set()
-
-
-# ---------------------------------------------------------------- finding 8
-
-
-async def test_unknown_block_for_a_replaced_head_follows_the_new_branch(
-    history: Chain, proxy: ReorgProxy, rig: Rig
-) -> None:
-    chain, end = history, tip(history)
-    await rig.backfill.run(chain.deployment.deployment_block, end)
-    run_plan(chain.rpc, chain.deployment, make_plan(seed=PLAN_SEED + 1, fills=1)[:1])
-    stale = await get_header(rig.endpoint, end + 1)
-    chain.rpc.call("anvil_reorg", [1, [[fresh_fill(chain.deployment, 5), 0]]])
-    unknown = {"code": -32000, "message": "unknown block"}
-    proxy.answers = [Canned(by_hash(stale.hash), error=unknown) for _ in range(50)]
-    await asyncio.wait_for(rig.follower.on_head(stale), 30)
-    await assert_on_the_chain(chain, rig)
-
-
-async def test_unknown_block_for_a_canonical_head_means_wait(
-    history: Chain, proxy: ReorgProxy, rig: Rig
-) -> None:
-    chain, end = history, tip(history)
-    await rig.backfill.run(chain.deployment.deployment_block, end - 1)
-    head = await get_header(rig.endpoint, end)
-    unknown = {"code": -32000, "message": "unknown block"}
-    proxy.answers = [Canned(by_hash(head.hash), error=unknown) for _ in range(3)]
-    await asyncio.wait_for(rig.follower.on_head(head), 30)
-    assert len(proxy.calls_matching(by_hash(head.hash))) == 4
-    await assert_on_the_chain(chain, rig)
-
-
-async def test_null_and_malformed_log_answers_are_retried(
-    history: Chain, proxy: ReorgProxy, rig: Rig
-) -> None:
-    chain, end = history, tip(history)
-    await rig.backfill.run(chain.deployment.deployment_block, end - 1)
-    head = await get_header(rig.endpoint, end)
-    proxy.answers = [
-        Canned(by_hash(head.hash), result=None),
-        Canned(by_hash(head.hash), result=[{"blockNumber": "oops"}]),
-    ]
-    await asyncio.wait_for(rig.follower.on_head(head), 30)
-    assert len(proxy.calls_matching(by_hash(head.hash))) == 3
-    await assert_on_the_chain(chain, rig)
 
 
 # ------------------------------------------- a reorg injected by the provider (the proxy)
