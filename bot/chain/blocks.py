@@ -172,9 +172,11 @@ async def get_logs_by_hash(
                 retry_if=lambda error: is_transient(error) and not _not_served(error),
             )
         except RpcError as error:
-            if not _not_served(error) or number is None:
+            if not _not_served(error):
                 raise
-            canonical = await get_header_or_none(endpoint, number, lane=lane)
+            canonical = None
+            if number is not None:  # re-read the header at that height from the same provider
+                canonical = await get_header_or_none(endpoint, number, lane=lane)
             if canonical is not None and canonical.hash != block_hash:
                 raise BlockReplaced(
                     f"block {number} {block_hash[:10]} is no longer canonical "
