@@ -327,7 +327,11 @@ class Backfill:
                         failure = task.exception()
                 if failure is not None and not in_flight:
                     raise failure
-            await results.put(None)
+            # the queue may be full of windows a writer that failed will never take
+            finish = asyncio.ensure_future(results.put(None))
+            await asyncio.wait({finish, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not finish.done():
+                finish.cancel()
             await writer
         finally:
             for task in in_flight:

@@ -10,6 +10,7 @@ seeded (``PLAN_SEED``, logged); the reorg instants are fixed requests, not rando
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,11 +19,16 @@ import pytest
 from loguru import logger
 
 import bot.sync.backfill as backfill_module
+from bot.chain.blocks import LogFilter
 from bot.chain.parse import parse_log
 from bot.core.abi import ORDERBOOK_TOPICS
 from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
+from bot.metrics import Metrics
+from bot.sync.backfill import Backfill
 from tests.support.chain import Chain
+from tests.support.gated_sink import GatedSink
+from tests.support.history import wait_until
 from tests.support.reorg_proxy import (
     Canned,
     Hook,
@@ -279,3 +285,56 @@ async def test_a_branch_the_provider_showed_then_dropped_is_undone(
     else:  # a window's reads vouch for its logs: nothing was stored from the shown branch
         assert {inclusions[key] for key in shown_rows} <= {0}
     assert set(inclusions.values()) <= {0, 1}
+
+
+async def test_a_reorg_the_writer_finds_behind_a_full_queue_is_followed(
+    history: Chain, proxy: ReorgProxy, rig: Rig
+) -> None:
+    """The writer finds the first window unlinked (the block below it, recorded, is from a
+    branch the chain left) while every window is fetched and the queue is full: the backfill
+    must follow the reorg, not wait forever to hand the writer its end marker."""
+    chain, end = history, tip(history)
+    begin = chain.deployment.deployment_block + 10
+    below = chain.rpc.call("eth_getBlockByNumber", [hex(begin - 2), False])
+    left = fake_hash(block_hash(chain, begin - 1))
+    with sqlite3.connect(rig.database) as conn:  # the record of a branch that left at begin-1
+        conn.execute(
+            "INSERT INTO recent_blocks (number, hash, parent_hash) VALUES (?, ?, ?), (?, ?, ?)",
+            (begin - 2, below["hash"], below["parentHash"], begin - 1, left, below["hash"]),
+        )
+        conn.execute(
+            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at)"
+            " VALUES (1, ?, ?, 'now')",
+            (begin - 1, left),
+        )
+    gated, metrics = GatedSink(rig.store), Metrics()
+    workers, ranged = 1, end - 2 - begin  # one worker: windows reach the writer in order
+    windows = 2 * workers + 1  # one in the writer's hands, the queue (2 x workers) full
+    batch = -(-ranged // windows)
+    assert -(-ranged // batch) == windows
+    backfill = Backfill(
+        rig.endpoint,
+        gated,
+        LogFilter(chain.deployment.orderbook, ORDERBOOK_TOPICS),
+        workers=workers,
+        batch_blocks=batch,
+        write_batch_logs=0,  # one write per window, however few its logs
+        state=rig.store,
+        metrics=metrics,
+    )
+
+    def all_fetched() -> bool:
+        ranged_calls = [call for call in proxy.get_logs_calls() if call.block_range]
+        in_flight = metrics.registry.get_sample_value("backfill_workers")
+        return gated.waiting and len(ranged_calls) == windows and in_flight == 0
+
+    task = asyncio.create_task(backfill.run(begin, end))
+    try:
+        await wait_until(all_fetched, timeout_s=30, what="every window fetched, the writer held")
+        gated.gate.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+    assert backfill.reorgs == 1
+    expected = {row for row in canonical_rows(chain) if row[2] >= begin - 1}
+    assert queue_rows(rig.database, removed=False) == expected
