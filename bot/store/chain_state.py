@@ -11,24 +11,35 @@ Canonical writes: a log fetched from the canonical chain (backfill window, or a 
 removed is revived (new block, ``inclusion`` + 1, pending); one that sits in another block is
 the trace of a reorg we had not seen: it is removed (flagged for compensation when it was
 processed) and revived in the canonical block.
+
+Hash evidence only (SPEC §7): a row is removed when the canonical header at its height has another
+hash (``reconcile``; ``advance`` over blocks recorded by ``record_blocks``; ``rollback`` with the
+hashes the fork-point walk read) or when the provider sent it ``removed: true``. A row missing
+from an answer is never removed here. ``recent_blocks`` keeps the canonical hash of every block
+within ``RECENT_BLOCKS_KEPT`` of the checkpoint, so a fork-point walk stops at the real fork.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
+from loguru import logger
 
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
 from bot.store.queue import enqueue, insert_new_in_txn, now_text
 from bot.store.txn import write_transaction
 
-RECENT_BLOCKS_KEPT = 1024
+RECENT_BLOCKS_KEPT = 256
+"""Canonical hashes kept below the checkpoint: the deepest reorg we can follow."""
 _CHUNK = 400
+
+QueuedKey = tuple[str, int, int, str]
+"""(tx_hash, log_index, block_number, block_hash) of a queue row."""
 
 _REMOVE = (
     "UPDATE events SET compensate = CASE WHEN status = 'processed' THEN 1 ELSE compensate END,"
@@ -66,20 +77,80 @@ class ChainStore:
             return checkpoint.hash
         return None
 
+    async def queued_between(self, first: int, last: int) -> list[QueuedKey]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT tx_hash, log_index, block_number, block_hash FROM events"
+            " WHERE block_number BETWEEN ? AND ? AND status != 'removed'"
+            " ORDER BY block_number, log_index",
+            (first, last),
+        )
+        return [(str(t), int(i), int(n), str(h)) for t, i, n, h in rows]
+
+    async def first_unlinked(self) -> int | None:
+        rows = await self._conn.execute_fetchall(
+            "SELECT b.number FROM recent_blocks b JOIN recent_blocks below"
+            " ON below.number = b.number - 1"
+            " WHERE b.parent_hash != '' AND b.parent_hash != below.hash"
+            " AND b.number <= (SELECT block_number FROM checkpoint)"
+            " ORDER BY b.number LIMIT 1"
+        )
+        found = list(rows)
+        return int(found[0][0]) if found else None
+
     # ---------------------------------------------------------------- live hints
 
     async def store_hint(self, logs: list[RawLog]) -> int:
         """Logs from the subscription: inserted if new, never changing a queued row (the head
-        reconciliation is the record); ``removed: true`` marks the matching row removed."""
+        reconciliation is the record); ``removed: true`` marks the matching row removed.
+
+        A late hint at or below the checkpoint is inserted only when its block hash is the
+        canonical one we hold; otherwise it is recorded as a sighting, never queued (the drain
+        would book it: the checkpoint already vouches for every log up to it)."""
         removed = [log for log in logs if log.removed]
         fresh = [log for log in logs if not log.removed]
         inserted = 0
         async with self._lock:
             if fresh:
+                fresh = await self._drop_late_off_chain(fresh)
+            if fresh:
                 inserted = (await enqueue(self._conn, fresh)).inserted
             if removed:
                 await self._in_txn(self._mark_removed_logs, removed)
         return inserted
+
+    async def _drop_late_off_chain(self, logs: list[RawLog]) -> list[RawLog]:
+        """``logs`` without the late ones whose block is not canonical (those are recorded)."""
+        checkpoint = await self.checkpoint()
+        if checkpoint is None:
+            return logs
+        kept: list[RawLog] = []
+        off_chain: list[RawLog] = []
+        for log in logs:
+            late = log.block_number <= checkpoint.number
+            if not late or await self.known_hash(log.block_number) == log.block_hash:
+                kept.append(log)
+            else:
+                off_chain.append(log)
+        if off_chain:
+            await self._in_txn(self._record_off_chain_hints, off_chain)
+        return kept
+
+    async def _record_off_chain_hints(self, logs: list[RawLog]) -> None:
+        now = now_text()
+        for log in logs:
+            logger.warning(
+                "late live log tx={} log_index={} of block {} ({}) at or below the checkpoint"
+                " is not on the canonical chain: recorded, not queued",
+                log.tx_hash,
+                log.log_index,
+                log.block_number,
+                log.block_hash[:10],
+            )
+        await self._conn.executemany(
+            "INSERT INTO event_sightings (tx_hash, log_index, block_number, block_hash, removed,"
+            " seen_at) VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
+            [(log.tx_hash, log.log_index, log.block_number, log.block_hash, now) for log in logs],
+        )
 
     async def dead_letter(self, source: str, payload: Any, reason: str) -> None:
         async with self._lock:
@@ -96,18 +167,27 @@ class ChainStore:
             return result
 
     async def advance(self, head: Head) -> None:
-        """Backfill sink: every log up to ``head`` is stored; move the checkpoint to it."""
+        """Backfill sink: every log up to ``head`` is stored; move the checkpoint to it,
+        removing the rows it moves over whose height has another recorded canonical hash."""
         async with self._lock:
-            await self._in_txn(self._move_checkpoint, head)
+            await self._in_txn(self._advance, head)
+
+    async def record_blocks(self, headers: Sequence[Head]) -> None:
+        """Canonical blocks read from the chain (a window's headers), recorded before the
+        checkpoint moves over them; a header with an empty parent hash records a hash only."""
+        if not headers:
+            return
+        async with self._lock:
+            await self._in_txn(self._record_blocks, headers)
 
     async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
         async with self._lock:
             result: int = await self._in_txn(self._reconcile, head, logs)
             return result
 
-    async def rollback(self, ancestor: BlockRef) -> int:
+    async def rollback(self, ancestor: BlockRef, canonical: Mapping[int, str]) -> int:
         async with self._lock:
-            result: int = await self._in_txn(self._rollback, ancestor)
+            result: int = await self._in_txn(self._rollback, ancestor, canonical)
             return result
 
     async def record_head(self, head: Head) -> None:
@@ -171,6 +251,35 @@ class ChainStore:
             changed += 1
         return changed + await insert_new_in_txn(self._conn, new, now)
 
+    async def _record_blocks(self, headers: Sequence[Head]) -> None:
+        # records above the checkpoint are only ever those of the window about to be moved over:
+        # any other is a leftover of an interrupted run, from a chain that may have moved since
+        await self._conn.execute(
+            "DELETE FROM recent_blocks WHERE number > (SELECT block_number FROM checkpoint)"
+        )
+        await self._conn.executemany(
+            "INSERT INTO recent_blocks (number, hash, parent_hash) VALUES (?, ?, ?)"
+            " ON CONFLICT (number) DO UPDATE SET hash = excluded.hash,"
+            " parent_hash = CASE WHEN excluded.parent_hash = '' AND hash = excluded.hash"
+            " THEN parent_hash ELSE excluded.parent_hash END",
+            [(header.number, header.hash, header.parent_hash) for header in headers],
+        )
+
+    async def _advance(self, head: Head) -> None:
+        checkpoint = await self.checkpoint()
+        after = -1 if checkpoint is None else checkpoint.number
+        await self._conn.execute(
+            f"{_REMOVE} WHERE block_number > ? AND block_number <= ? AND status != 'removed'"
+            " AND EXISTS (SELECT 1 FROM recent_blocks r WHERE r.number = events.block_number"
+            " AND r.hash != events.block_hash)",
+            (now_text(), after, head.number),
+        )
+        await self._conn.execute(
+            f"{_REMOVE} WHERE block_number = ? AND block_hash != ? AND status != 'removed'",
+            (now_text(), head.number, head.hash),
+        )
+        await self._move_checkpoint(head)
+
     async def _move_checkpoint(self, head: Head) -> None:
         now = now_text()
         await self._conn.execute(
@@ -201,12 +310,17 @@ class ChainStore:
         await self._move_checkpoint(head)
         return stored
 
-    async def _rollback(self, ancestor: BlockRef) -> int:
-        cursor = await self._conn.execute(
-            f"{_REMOVE} WHERE block_number > ? AND status != 'removed'",
-            (now_text(), ancestor.number),
-        )
-        removed = cursor.rowcount
+    async def _rollback(self, ancestor: BlockRef, canonical: Mapping[int, str]) -> int:
+        removed = 0
+        now = now_text()
+        for number, block_hash in canonical.items():
+            if number <= ancestor.number:
+                continue
+            cursor = await self._conn.execute(
+                f"{_REMOVE} WHERE block_number = ? AND block_hash != ? AND status != 'removed'",
+                (now, number, block_hash),
+            )
+            removed += cursor.rowcount
         await self._conn.execute("DELETE FROM recent_blocks WHERE number > ?", (ancestor.number,))
         await self._conn.execute(
             "UPDATE checkpoint SET block_number = ?, block_hash = ?, updated_at = ?",

@@ -1,4 +1,4 @@
-"""Parallel ``eth_getLogs`` backfill (SPEC §6).
+"""Parallel ``eth_getLogs`` backfill (SPEC §6, §7).
 
 Windows are fetched concurrently (a real cap: ``workers`` requests in flight), their raw logs go
 through a bounded queue to one writer that stores them in batches, so fetching and writing
@@ -7,6 +7,20 @@ checkpoint moves only over the contiguous prefix of completed windows, so a fail
 never skipped. Near the head (within ``near_head_blocks`` of it) blocks are fetched one by one by
 ``blockHash``, which fails loudly where a load-balanced provider might answer ``[]`` for a block
 its backend has not seen yet.
+
+The chain may reorganise while this runs, so every checkpoint move is linked (SPEC §7):
+
+- The checkpoint moves from H to H+1 only when H+1's parent hash is H's stored hash: for a
+  by-hash block its header, for a ranged window its first header (read with the window, which
+  also vouches for the logs: see :func:`bot.chain.blocks.read_window`). A block that does not
+  link is a reorg: walk back to the fork point, roll back to it, and fetch again from there.
+- The canonical hash of every block within ``RECENT_BLOCKS_KEPT`` of the end is recorded (every
+  header of those windows is read), so a later fork-point walk stops at the real fork point.
+- A queued row the answer does not contain is never removed for it: its block is re-read by
+  hash; still missing while its block is canonical is :class:`MissingLogError` (a loud error,
+  retried; the checkpoint does not pass it). Rows whose height has another canonical hash are
+  removed when the checkpoint moves over them (hash evidence).
+- A restart re-checks the recorded chain below the checkpoint, not only the checkpoint's hash.
 """
 
 from __future__ import annotations
@@ -15,19 +29,30 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from loguru import logger
 
-from bot.chain.endpoint import Endpoint, Lane, is_transient
-from bot.chain.parse import parse_head, parse_log
+from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash, read_window
+from bot.chain.endpoint import Endpoint, Lane
 from bot.chain.ws import RpcError
 from bot.core.heads import Head
 from bot.core.model import RawLog
-from bot.core.ranges import Action, BlockRange, SpanPolicy, classify
+from bot.core.ranges import BlockRange, SpanPolicy, classify
+from bot.core.retry import delay_s
 from bot.errors import FatalError, TransientError
 from bot.metrics import Metrics
+from bot.store.chain_state import RECENT_BLOCKS_KEPT
+from bot.sync.forks import ChainReorged, ChainState, MissingLogError, resume_point, rewind, vouch
 from bot.sync.progress import Progress
+
+# re-exported for bot.sync.runner (the RPC helpers live in bot.chain.blocks now)
+__all__ = ["Backfill", "BackfillResult", "BackfillSink", "LogFilter", "get_header"]
+
+T = TypeVar("T")
+
+RETRY_BASE_S = 0.2
+RETRY_MAX_S = 30.0
 
 
 class BackfillSink(Protocol):
@@ -46,34 +71,12 @@ class BackfillSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class LogFilter:
-    address: str
-    topics: tuple[str, ...]
-
-    def params(self, **extra: Any) -> list[Any]:
-        return [{"address": self.address, "topics": [list(self.topics)], **extra}]
-
-
-def _range_error_retry(error: BaseException) -> bool:
-    """Retry what the planner would retry anyway; let range answers reach the planner."""
-    if isinstance(error, RpcError):
-        action = classify(str(error), code=error.code, http_status=error.http_status).action
-        return action in (Action.WAIT, Action.RATE_LIMIT, Action.RETRY)
-    return is_transient(error)
-
-
-async def get_header(endpoint: Endpoint, number: int, *, lane: Lane = Lane.LIVE) -> Head:
-    answer = await endpoint.call("eth_getBlockByNumber", [hex(number), False], lane=lane)
-    if answer is None:
-        raise TransientError(f"block {number} is not available yet")
-    return parse_head(answer)
-
-
-async def get_logs_by_hash(
-    endpoint: Endpoint, log_filter: LogFilter, block_hash: str, *, lane: Lane = Lane.LIVE
-) -> list[RawLog]:
-    answer = await endpoint.call("eth_getLogs", log_filter.params(blockHash=block_hash), lane=lane)
-    return [parse_log(item) for item in answer]
+class _Fetched:
+    window: BlockRange
+    logs: list[RawLog]
+    first: Head
+    last: Head
+    evidence: list[Head]  # canonical blocks to record before the checkpoint moves over them
 
 
 @dataclass(slots=True)
@@ -82,6 +85,18 @@ class BackfillResult:
     events: int
     stored: int
     seconds: float
+
+
+async def _pause(what: str, error: Exception, attempt: int) -> None:
+    wait = delay_s(
+        attempt,
+        base_s=RETRY_BASE_S,
+        max_s=RETRY_MAX_S,
+        retry_after_s=error.retry_after_s if isinstance(error, TransientError) else None,
+    )
+    log = logger.error if isinstance(error, MissingLogError) else logger.warning
+    log("{} failed ({}: {}); retrying in {:.2f} s", what, type(error).__name__, error, wait)
+    await asyncio.sleep(wait)
 
 
 class Backfill:
@@ -98,9 +113,16 @@ class Backfill:
         write_batch_logs: int = 5000,
         on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
         policy: SpanPolicy | None = None,
+        state: ChainState | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._sink = sink
+        # the chain's record: the sink itself (a ChainStore) unless a wrapped sink is given
+        if state is None:
+            if not isinstance(sink, ChainState):
+                raise TypeError("Backfill needs a ChainState: pass state= with a wrapped sink")
+            state = sink
+        self._state = state
         self._filter = log_filter
         self._workers = max(1, workers)
         # the window size and the cap a provider taught us outlive one run: pass the
@@ -110,40 +132,122 @@ class Backfill:
         self._metrics = metrics or Metrics()
         self._write_batch = write_batch_logs
         self._on_window = on_window
+        self.reorgs = 0
 
     async def run(self, start: int, end: int, *, head: int | None = None) -> BackfillResult:
         """Store every orderbook log of blocks ``start..end`` (inclusive) and advance the
-        checkpoint to ``end``. ``head`` (default ``end``) decides which blocks are near it."""
+        checkpoint to ``end``. ``head`` (default ``end``) decides which blocks are near it.
+        A reorg met on the way is followed: the run ends with the checkpoint on the chain."""
         began = time.monotonic()
+        if end < start - 1:
+            return BackfillResult(0, 0, 0, 0.0)
+        # also with nothing new to fetch (end = start - 1): a restart re-checks what it holds
+        resumed = await self._retrying(
+            "re-checking the recorded chain",
+            lambda: resume_point(self._endpoint, self._state, start, lane=Lane.BACKFILL),
+        )
+        if resumed < start:
+            self.reorgs += 1
+        start = resumed
         if end < start:
             return BackfillResult(0, 0, 0, 0.0)
         head = end if head is None else head
-        by_hash_from = max(start, head - self._near_head)
-        far = BlockRange(start, by_hash_from - 1) if by_hash_from > start else None
         progress = Progress(start, end)
         totals = BackfillResult(0, 0, 0, 0.0)
-        if far is not None:
-            await self._ranges(far, progress, totals)
-        for number in range(by_hash_from, end + 1):
-            header = await get_header(self._endpoint, number, lane=Lane.BACKFILL)
-            logs = await get_logs_by_hash(
-                self._endpoint, self._filter, header.hash, lane=Lane.BACKFILL
+        unsettled = 0  # reorgs in a row that found our checkpoint still on the chain
+        while True:
+            try:
+                await self._pass(start, end, head, progress, totals)
+                break
+            except ChainReorged as reorg:
+                self.reorgs += 1
+                logger.warning("reorg while backfilling: {}", reorg)
+                met = reorg
+            ancestor = await self._retrying(
+                "finding the fork point",
+                lambda at=met.from_number: rewind(
+                    self._endpoint, self._state, at, lane=Lane.BACKFILL
+                ),
             )
-            # a live hint of this height from a losing fork must not stay pending
-            totals.stored += await self._sink.reconcile(header, logs)
-            totals.events += len(logs)
-            totals.blocks += 1
-            self._metrics.blocks_backfilled_total.inc()
-            progress.window(BlockRange(number, number), len(logs))
+            start = ancestor.number + 1
+            # a block that did not link although nothing below it changed: the provider
+            # answered from two branches in turn; give it time rather than spin
+            unsettled = unsettled + 1 if ancestor.number >= met.from_number else 0
+            if unsettled:
+                await _pause("following the chain", met, unsettled)
         totals.seconds = time.monotonic() - began
         self._metrics.backfill_duration_seconds.observe(totals.seconds)
         progress.finish()
         return totals
 
-    async def _ranges(self, whole: BlockRange, progress: Progress, totals: BackfillResult) -> None:
-        results: asyncio.Queue[tuple[BlockRange, list[RawLog]] | None] = asyncio.Queue(
-            maxsize=self._workers * 2
+    async def _retrying(self, what: str, step: Callable[..., Awaitable[T]], *args: object) -> T:
+        """``step(*args)``, retried with capped backoff for as long as it fails transiently
+        (a reorg is not a failure: it goes to the caller)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await step(*args)
+            except ChainReorged:
+                raise
+            except TransientError as error:
+                await _pause(what, error, attempt)
+
+    async def _pass(
+        self, start: int, end: int, head: int, progress: Progress, totals: BackfillResult
+    ) -> None:
+        by_hash_from = max(start, head - self._near_head)
+        # every header within RECENT_BLOCKS_KEPT of the end is read (and recorded), so that a
+        # fork-point walk finds each of them; deeper down only each window's first and last
+        full_from = end - RECENT_BLOCKS_KEPT + 1
+        if by_hash_from > start:
+            await self._ranges(BlockRange(start, by_hash_from - 1), progress, totals, full_from)
+        for number in range(by_hash_from, end + 1):
+            await self._retrying(f"block {number} by hash", self._by_hash, number, progress, totals)
+
+    async def _by_hash(self, number: int, progress: Progress, totals: BackfillResult) -> None:
+        header = await get_header(self._endpoint, number, lane=Lane.BACKFILL)
+        below = await self._state.known_hash(number - 1)
+        if below is not None and header.parent_hash != below:
+            raise ChainReorged(
+                f"block {number} ({header.hash[:10]}) does not link to block {number - 1} "
+                f"({below[:10]}) we hold",
+                from_number=number - 1,
+            )
+        logs = await get_logs_by_hash(
+            self._endpoint, self._filter, header.hash, number=number, lane=Lane.BACKFILL
         )
+        logs, _extra = await vouch(
+            self._endpoint,
+            self._state,
+            self._filter,
+            BlockRange(number, number),
+            canonical={number: header.hash},
+            logs=logs,
+        )
+        # a live hint of this height from a losing fork must not stay pending
+        totals.stored += await self._sink.reconcile(header, logs)
+        totals.events += len(logs)
+        totals.blocks += 1
+        self._metrics.blocks_backfilled_total.inc()
+        progress.window(BlockRange(number, number), len(logs))
+
+    async def _fetch(self, window: BlockRange, full_from: int) -> _Fetched:
+        read = await read_window(self._endpoint, self._filter, window, every_header_from=full_from)
+        named = dict(read.named)
+        for header in read.headers:
+            named[header.number] = header.hash
+        logs, extra = await vouch(
+            self._endpoint, self._state, self._filter, window, canonical=named, logs=read.logs
+        )
+        listed = {header.number for header in (*read.headers, *extra)}
+        hashes_only = [Head(n, h, "") for n, h in read.named.items() if n not in listed]
+        return _Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])
+
+    async def _ranges(
+        self, whole: BlockRange, progress: Progress, totals: BackfillResult, full_from: int
+    ) -> None:
+        results: asyncio.Queue[_Fetched | None] = asyncio.Queue(maxsize=self._workers * 2)
         writer = asyncio.create_task(self._write(whole, results, progress, totals))
         pending: list[BlockRange] = []  # remainders of split windows: dispatched first
         next_start = whole.start
@@ -168,9 +272,10 @@ class Backfill:
 
         async def fetch(window: BlockRange) -> None:
             current: BlockRange | None = window
+            attempt = 0
             while current is not None:
                 try:
-                    logs = await self._fetch(current)
+                    fetched = await self._fetch(current, full_from)
                 except RpcError as error:
                     classified = classify(
                         str(error), code=error.code, http_status=error.http_status
@@ -187,9 +292,16 @@ class Backfill:
                         decision.remainder,
                     )
                     current = decision.retry
+                    if decision.back_off:
+                        attempt += 1
+                        await _pause(f"blocks {current}", error, attempt)
+                    continue
+                except TransientError as error:
+                    attempt += 1
+                    await _pause(f"blocks {current}", error, attempt)
                     continue
                 self._policy.on_success()
-                await results.put((current, logs))
+                await results.put(fetched)
                 current = None
 
         try:
@@ -203,14 +315,23 @@ class Backfill:
                 self._metrics.backfill_workers.set(len(in_flight))
                 if not in_flight:
                     break
-                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {*in_flight, writer}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if writer in done:
+                    # the writer only ends early by failing (a reorg, or the database)
+                    raise writer.exception() or FatalError("the backfill writer stopped early")
                 for task in done:
                     in_flight.discard(task)
                     if task.exception() is not None and failure is None:
                         failure = task.exception()
                 if failure is not None and not in_flight:
                     raise failure
-            await results.put(None)
+            # the queue may be full of windows a writer that failed will never take
+            finish = asyncio.ensure_future(results.put(None))
+            await asyncio.wait({finish, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not finish.done():
+                finish.cancel()
             await writer
         finally:
             for task in in_flight:
@@ -220,59 +341,52 @@ class Backfill:
             await asyncio.gather(*in_flight, writer, return_exceptions=True)
             self._metrics.backfill_workers.set(0)
 
-    async def _fetch(self, window: BlockRange) -> list[RawLog]:
-        answer = await self._endpoint.call(
-            "eth_getLogs",
-            self._filter.params(fromBlock=hex(window.start), toBlock=hex(window.end)),
-            lane=Lane.BACKFILL,
-            retry_if=_range_error_retry,
-            max_tries=1_000_000,  # a window is never given up: the breaker paces the retries
-        )
-        if not isinstance(answer, list):
-            raise TransientError(f"eth_getLogs {window} answered {str(answer)[:80]}")
-        return [parse_log(item) for item in answer]
-
     async def _write(
         self,
         whole: BlockRange,
-        results: asyncio.Queue[tuple[BlockRange, list[RawLog]] | None],
+        results: asyncio.Queue[_Fetched | None],
         progress: Progress,
         totals: BackfillResult,
     ) -> None:
-        done: dict[int, BlockRange] = {}  # completed windows by start, beyond the prefix
+        done: dict[int, _Fetched] = {}  # completed windows by start, beyond the prefix
         prefix_end = whole.start - 1
+        link = await self._state.known_hash(prefix_end)  # None: nothing below to link to
         finished = False
         while not finished:
             batch: list[RawLog] = []
-            windows: list[tuple[BlockRange, int]] = []
+            fetched_now: list[_Fetched] = []
             item = await results.get()
             while True:
                 if item is None:
                     finished = True
                     break
-                window, logs = item
-                windows.append((window, len(logs)))
-                batch.extend(logs)
+                fetched_now.append(item)
+                batch.extend(item.logs)
                 if len(batch) >= self._write_batch or results.empty():
                     break
                 item = await results.get()
-            if not windows:
+            if not fetched_now:
                 continue
             totals.stored += await self._sink.store(batch)
             totals.events += len(batch)
-            for window, count in windows:
-                done[window.start] = window
+            for fetched in fetched_now:
+                window = fetched.window
+                done[window.start] = fetched
                 self._metrics.blocks_backfilled_total.inc(window.span)
                 totals.blocks += window.span
-                progress.window(window, count)
+                progress.window(window, len(fetched.logs))
                 if self._on_window is not None:
                     await self._on_window(window)
-            advanced = prefix_end
-            while advanced + 1 in done:
-                advanced = done.pop(advanced + 1).end
-            if advanced > prefix_end:
-                prefix_end = advanced
-                header = await get_header(self._endpoint, prefix_end, lane=Lane.BACKFILL)
-                await self._sink.advance(header)
+            while prefix_end + 1 in done:
+                fetched = done.pop(prefix_end + 1)
+                if link is not None and fetched.first.parent_hash != link:
+                    raise ChainReorged(
+                        f"block {fetched.first.number} ({fetched.first.hash[:10]}) does not "
+                        f"link to block {prefix_end} ({link[:10]}) we hold",
+                        from_number=prefix_end,
+                    )
+                await self._state.record_blocks(fetched.evidence)
+                await self._sink.advance(fetched.last)
+                prefix_end, link = fetched.last.number, fetched.last.hash
         if prefix_end != whole.end:
             raise FatalError(f"backfill ended at block {prefix_end}, short of {whole.end}")

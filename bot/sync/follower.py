@@ -1,49 +1,32 @@
 """Live following (SPEC §7): every new head is linked to the checkpoint by its parent hash and
 reconciled (its ``logsBloom``, else ``eth_getLogs{blockHash}``) before the checkpoint moves over
 it. A hash that disagrees is a reorg: walk back to the fork point, roll the queue back to it
-(processed events get compensating trades from the drain), and reconcile the new branch.
+(processed events get compensating trades from the drain), and reconcile the new branch
+(:mod:`bot.sync.forks`, shared with the backfill, which links its own moves the same way).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from loguru import logger
 
-from bot.chain.endpoint import Endpoint
+from bot.chain.blocks import BlockReplaced, LogFilter, get_header, get_logs_by_hash
+from bot.chain.endpoint import Endpoint, Lane
 from bot.core.bloom import may_have_logs
 from bot.core.heads import BlockRef, Head, Verdict, judge
 from bot.core.model import RawLog
+from bot.core.ranges import BlockRange
 from bot.errors import FatalError
-from bot.sync.backfill import Backfill, LogFilter, get_header, get_logs_by_hash
+from bot.sync.backfill import Backfill
+from bot.sync.forks import (
+    MAX_REORG_DEPTH,
+    ChainState,
+    MissingLogError,
+    ReorgTooDeepError,
+    rewind,
+    vouch,
+)
 
-MAX_REORG_DEPTH = 1024
-
-
-class ChainState(Protocol):
-    """The store's side of following the chain."""
-
-    async def checkpoint(self) -> BlockRef | None: ...
-
-    async def known_hash(self, number: int) -> str | None:
-        """Our canonical hash of block ``number``, if we still track it."""
-        ...
-
-    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
-        """Atomically: queue rows of block ``head.number`` with another hash become removed,
-        ``logs`` are stored as canonical (reviving removed rows), the block is recorded and the
-        checkpoint moves to it. Returns the number of rows newly stored or revived."""
-        ...
-
-    async def rollback(self, ancestor: BlockRef) -> int:
-        """Atomically: rows above ``ancestor`` become removed (processed ones flagged for
-        compensation), recorded blocks above it are forgotten, the checkpoint moves back to it.
-        Returns the number of rows removed."""
-        ...
-
-
-class ReorgTooDeepError(FatalError):
-    """No block we still track matches the canonical chain."""
+__all__ = ["MAX_REORG_DEPTH", "ChainState", "Follower", "ReorgTooDeepError"]
 
 
 class Follower:
@@ -92,10 +75,33 @@ class Follower:
 
     async def _reconcile(self, head: Head) -> None:
         logs: list[RawLog] = []
-        if not head.logs_bloom or may_have_logs(
-            head.logs_bloom, self._filter.address, self._filter.topics
-        ):
-            logs = await get_logs_by_hash(self._endpoint, self._filter, head.hash)
+        try:
+            if not head.logs_bloom or may_have_logs(
+                head.logs_bloom, self._filter.address, self._filter.topics
+            ):
+                logs = await get_logs_by_hash(
+                    self._endpoint, self._filter, head.hash, number=head.number
+                )
+            # a queued row of this block the answer lacks is re-read, never dropped
+            logs, _headers = await vouch(
+                self._endpoint,
+                self._state,
+                self._filter,
+                BlockRange(head.number, head.number),
+                canonical={head.number: head.hash},
+                logs=logs,
+                lane=Lane.LIVE,
+            )
+        except MissingLogError as missing:
+            # a loud error (SPEC §6): the checkpoint stays below this block; the live loop retries
+            logger.error("head {} not reconciled: {}", head.number, missing)
+            raise
+        except BlockReplaced as replaced:
+            # the head left the chain while we read it (SPEC §6: re-read by number, another
+            # hash is a reorg): follow the block that replaced it instead
+            logger.warning("head {} left the chain while reconciling it: {}", head.number, replaced)
+            await self.on_head(replaced.canonical)
+            return
         await self._state.reconcile(head, logs)
 
     async def _fill_gap(self, checkpoint: BlockRef, head: Head) -> None:
@@ -120,29 +126,17 @@ class Follower:
             await self._reconcile(header)
         return None
 
-    async def _fork_point(self, start: int) -> BlockRef:
-        """The highest block at or below ``start`` whose canonical hash is the one we hold."""
-        for number in range(start, max(-1, start - MAX_REORG_DEPTH), -1):
-            canonical = await get_header(self._endpoint, number)
-            if await self._state.known_hash(number) == canonical.hash:
-                return BlockRef(number, canonical.hash)
-        raise ReorgTooDeepError(
-            f"reorg below block {start - MAX_REORG_DEPTH + 1}: no tracked block matches the "
-            "chain any more; stop, check the node, then restart (the queue is intact)"
-        )
-
     async def _reorg(self, head: Head, checkpoint: BlockRef) -> None:
-        ancestor = await self._fork_point(min(head.number - 1, checkpoint.number))
-        removed = await self._state.rollback(ancestor)
-        self.reorgs += 1
         logger.warning(
-            "reorg: head {} ({}) does not link to our chain; rolled back to block {} ({} events "
-            "removed), following the new branch",
+            "reorg: head {} ({}) does not link to our chain at block {}; finding the fork point",
             head.number,
             head.hash[:10],
-            ancestor.number,
-            removed,
+            checkpoint.number,
         )
+        # walk down from the checkpoint itself: a stale head is no evidence against our chain,
+        # and every height read on the way is evidence for the rollback
+        ancestor = await rewind(self._endpoint, self._state, checkpoint.number)
+        self.reorgs += 1
         unlinked = await self._walk(ancestor.number + 1, head.number)
         if unlinked is not None:
             # the chain moved again while we walked: the next head will sort it out

@@ -94,7 +94,8 @@ async def test_rollback_flags_processed_rows_and_forgets_blocks_above_the_fork(
             head(number, f"b{number}"), [log(f"t{number}", 0, number, h(f"b{number}"))]
         )
     await mark_processed(db)
-    assert await store.rollback(BlockRef(10, h("b10"))) == 2
+    # the fork-point walk read the new hashes of 11 and 12
+    assert await store.rollback(BlockRef(10, h("b10")), {11: h("n11"), 12: h("n12")}) == 2
     assert [r[4:] for r in rows(store, db)] == [
         ("processed", 0, 0),
         ("removed", 0, 1),
@@ -132,3 +133,88 @@ async def test_dead_letters_keep_the_payload_and_reason(store: ChainStore, tmp_p
         assert conn.execute("SELECT source, payload, reason FROM dead_letters").fetchall() == [
             ("subscription", '{"oops": 1}', "no blockNumber")
         ]
+
+
+async def states(db: Path) -> dict[str, tuple[str, int]]:
+    with sqlite3.connect(db) as conn:
+        found = conn.execute("SELECT tx_hash, status, compensate FROM events").fetchall()
+    return {str(tx): (str(status), int(owed)) for tx, status, owed in found}
+
+
+async def test_advance_removes_rows_whose_height_has_another_recorded_hash(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    """Finding 5: a ranged window's move removes rows of a losing fork at the heights it
+    covers (hash evidence: the recorded canonical header), and only those."""
+    db = tmp_path / "bot.db"
+    await store.advance(head(4, "b4"))
+    await store.store([log("lost", 0, 5, h("old5")), log("kept", 0, 6, h("b6"))])
+    await store.store([log("later", 0, 8, h("old8"))])
+    await mark_processed(db)
+    await store.record_blocks([head(5, "b5", "b4"), head(6, "b6", "b5")])
+    await store.advance(head(6, "b6", "b5"))
+    assert await states(db) == {
+        h("lost"): ("removed", 1),  # processed: its compensation is owed
+        h("kept"): ("processed", 0),
+        h("later"): ("processed", 0),  # above the checkpoint: judged when it gets there
+    }
+    assert await store.checkpoint() == BlockRef(6, h("b6"))
+
+
+async def test_rollback_removes_only_rows_whose_height_has_another_canonical_hash(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    """Finding 6: heights the walk read with our hash, and heights it could not read, keep
+    their rows; the checkpoint and the recorded blocks go back to the fork point."""
+    db = tmp_path / "bot.db"
+    for number in (10, 11, 12, 13):
+        await store.reconcile(
+            head(number, f"b{number}", f"b{number - 1}"),
+            [log(f"t{number}", 0, number, h(f"b{number}"))],
+        )
+    await mark_processed(db)
+    removed = await store.rollback(BlockRef(10, h("b10")), {11: h("n11"), 12: h("b12")})
+    assert removed == 1
+    assert await states(db) == {
+        h("t10"): ("processed", 0),
+        h("t11"): ("removed", 1),
+        h("t12"): ("processed", 0),
+        h("t13"): ("processed", 0),
+    }
+    assert await store.checkpoint() == BlockRef(10, h("b10"))
+    assert [await store.known_hash(n) for n in (10, 11, 12)] == [h("b10"), None, None]
+
+
+async def test_a_late_hint_is_queued_only_with_the_canonical_hash(
+    store: ChainStore, tmp_path: Path
+) -> None:
+    """Finding 5: a live log at or below the checkpoint whose block hash is not the one we
+    hold is recorded as a sighting, never queued (the drain would book it)."""
+    db = tmp_path / "bot.db"
+    await store.reconcile(head(19, "b19", "b18"), [])
+    await store.reconcile(head(20, "b20", "b19"), [])
+    assert await store.store_hint([log("same", 0, 19, h("b19"))]) == 1
+    assert await store.store_hint([log("fork", 0, 19, h("f19"))]) == 0
+    assert await store.store_hint([log("deep", 0, 3, h("b3"))]) == 0  # older than we track
+    assert await store.store_hint([log("next", 0, 21, h("x21"))]) == 1
+    assert sorted(await states(db)) == sorted([h("same"), h("next")])
+    with sqlite3.connect(db) as conn:
+        seen = conn.execute(
+            "SELECT tx_hash, block_hash FROM event_sightings ORDER BY id"
+        ).fetchall()
+    assert seen == [(h("fork"), h("f19")), (h("deep"), h("b3"))]
+
+
+async def test_first_unlinked_finds_the_lowest_recorded_break(store: ChainStore) -> None:
+    await store.record_blocks(
+        [
+            head(30, "b30", "b29"),
+            head(31, "b31", "b30"),
+            head(32, "n32", "n31"),
+            Head(33, h("n33"), ""),
+        ]
+    )
+    await store.advance(head(34, "n34", "n33"))
+    assert await store.first_unlinked() == 32
+    await store.record_blocks([head(32, "b32", "b31")])
+    assert await store.first_unlinked() is None  # 33 records a hash only: not a break

@@ -101,6 +101,7 @@ async def backfill_history(
             batch_blocks=batch_blocks,
             on_window=on_window,
             policy=policy,
+            state=store,
         ).run(history.start, history.head)
         rows = await conn.execute_fetchall(
             "SELECT tx_hash, log_index, block_number, block_hash FROM events"

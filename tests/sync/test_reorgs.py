@@ -2,81 +2,29 @@
 
 anvil 1.7.1 sends no `removed: true` logs, so the bot must notice from block hashes alone; the
 `removed: true` path is exercised by injecting such logs through a WebSocket proxy. The oracle is
-independent of the event decoder: our owner's token balances on the canonical chain.
+independent of the event decoder: our owner's token balances on the canonical chain
+(``tests/support/oracles.py``). Reorgs while the backfill runs: ``test_reorgs_in_backfill.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from bot.core.amounts import from_base_units
-from bot.devnet.deploy import balance_of
-from bot.devnet.plan import make_plan, ticker_of
+from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
 from tests.support.botproc import BotProcess, status, wait_caught_up, wait_for, write_config
 from tests.support.chain import Chain
+from tests.support.oracles import (
+    balances,
+    chain_net,
+    compensations,
+    head,
+    our_fill_trades_in,
+    positions,
+    rows,
+)
 from tests.support.proxies import WsProxy
-
-
-def balances(chain: Chain) -> dict[str, int]:
-    """Our owner's equity balances now (the baseline before the fills)."""
-    d = chain.deployment
-    return {
-        symbol: balance_of(chain.rpc, token.address, d.order_owner)
-        for symbol, token in d.tokens.items()
-        if ticker_of(symbol) is not None
-    }
-
-
-def chain_net(chain: Chain, baseline: dict[str, int]) -> dict[str, Decimal]:
-    """Our per-ticker net from balanceOf on the canonical chain (no event decoding)."""
-    net: dict[str, Decimal] = {}
-    for symbol, now in balances(chain).items():
-        ticker = ticker_of(symbol)
-        assert ticker is not None
-        then = baseline[symbol]
-        change = from_base_units(abs(now - then), chain.deployment.tokens[symbol].decimals)
-        if change:
-            net[ticker] = change if now > then else -change
-    return net
-
-
-def positions(report: dict[str, Any]) -> dict[str, Decimal]:
-    return {
-        p["ticker"]: Decimal(p["onchain_net_shares"])
-        for p in report["positions"]
-        if Decimal(p["onchain_net_shares"]) != 0
-    }
-
-
-def rows(database: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        return list(conn.execute(sql, params))
-
-
-def head(chain: Chain) -> int:
-    return int(chain.rpc.call("eth_blockNumber", []), 16)
-
-
-def our_fill_trades_in(database: Path, first_block: int) -> list[tuple[Any, ...]]:
-    return rows(
-        database,
-        "SELECT id, tx_hash, log_index, side, inclusion FROM trades WHERE kind = 'fill'"
-        " AND block_number >= ? ORDER BY id",
-        first_block,
-    )
-
-
-def compensations(database: Path) -> list[tuple[Any, ...]]:
-    return rows(
-        database,
-        "SELECT reverses_trade_id, direction, shares FROM trades WHERE kind = 'compensation'"
-        " ORDER BY id",
-    )
 
 
 def start_bot(chain: Chain, tmp_path: Path, *, confirmations: int, ws_url: str | None = None):  # type: ignore[no-untyped-def]
