@@ -13,6 +13,12 @@ Every error the bot raises on purpose is a :class:`BotError`; its branch tells t
     │   ├── StaleStreamError               a subscription quiet while the chain moved on
     │   ├── ProvidersBehind                no provider has the block a window needs yet
     │   ├── QueueRaceError                 a queue row changed under a drain's transaction
+    │   ├── UnusableAnswer                 a null or malformed answer for a block: retried
+    │   ├── BlockNotServed                 a provider does not serve a block it announced yet
+    │   ├── BlockReplaced                  a hash's block is no longer canonical (a reorg)
+    │   ├── ChainMoved                     one window's reads disagree: read it again
+    │   ├── ChainReorged                   a block does not link to the stored one: rewind
+    │   ├── MissingLogError                a queued log missing from its canonical block: loud
     │   ├── RpcUnavailableError (RpcError) HTTP 429 / 5xx: the provider is overloaded or down
     │   └── BrokerUnavailable (BrokerError)
     │       ├── BrokerRateLimited
@@ -68,6 +74,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bot.core.heads import Head
     from bot.core.model import RawLog
 
 
@@ -222,6 +229,39 @@ class QueueRaceError(TransientError):
 
 class DatabaseMissingError(FatalError, FileNotFoundError):
     """The read-only and admin commands found no database: exit 1 with a message, not a trace."""
+
+
+class UnusableAnswer(TransientError):
+    """The provider answered something that is not the documented shape (retry later)."""
+
+
+class BlockNotServed(TransientError):
+    """The provider does not serve a block it announced yet (its canonical hash is unchanged)."""
+
+
+class BlockReplaced(TransientError):
+    """The block of a hash is no longer canonical: ``canonical`` is the header at its height."""
+
+    def __init__(self, message: str, *, canonical: Head) -> None:
+        super().__init__(message)
+        self.canonical = canonical
+
+
+class ChainMoved(TransientError):
+    """The reads of one window disagree (the chain changed under them): read the window again."""
+
+
+class ChainReorged(TransientError):
+    """A block does not link to the one stored below it: rewind from ``from_number``."""
+
+    def __init__(self, message: str, *, from_number: int) -> None:
+        super().__init__(message)
+        self.from_number = from_number
+
+
+class MissingLogError(TransientError):
+    """A queued log of a canonical block is missing from that block's logs read by hash: a
+    loud error (logged, retried; the checkpoint does not pass it), never a removal."""
 
 
 class ReorgTooDeepError(FatalError):

@@ -27,8 +27,7 @@ from bot.errors import (
     is_provider_trouble,
 )
 
-# defined in modules another worktree owns; they move to bot.errors when those merge
-PENDING_MOVE = {"bot.core.ranges.OversizedBlockError", "bot.sync.follower.ReorgTooDeepError"}
+PENDING_MOVE: set[str] = set()  # every exception class lives in bot/errors.py
 
 
 def _bot_modules() -> list[str]:

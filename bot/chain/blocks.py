@@ -27,12 +27,18 @@ from loguru import logger
 
 from bot.chain.endpoint import Endpoint, Lane, is_transient
 from bot.chain.parse import MalformedAnswer, parse_head, parse_log
-from bot.chain.ws import RpcError
 from bot.core.heads import Head
 from bot.core.model import RawLog
 from bot.core.ranges import Action, BlockRange, classify
 from bot.core.retry import delay_s
-from bot.errors import TransientError
+from bot.errors import (
+    BlockNotServed,
+    BlockReplaced,
+    ChainMoved,
+    RpcError,
+    TransientError,
+    UnusableAnswer,
+)
 
 T = TypeVar("T")
 
@@ -40,26 +46,6 @@ HEADER_READS_IN_FLIGHT = 16  # a window's headers: enough to hide latency, few e
 ANSWER_TRIES = 6  # malformed answers and "not there yet" waits, before the caller's own retry
 ANSWER_BACKOFF_BASE_S = 0.2
 ANSWER_BACKOFF_MAX_S = 5.0
-
-
-class UnusableAnswer(TransientError):
-    """The provider answered something that is not the documented shape (retry later)."""
-
-
-class BlockNotServed(TransientError):
-    """The provider does not serve a block it announced yet (its canonical hash is unchanged)."""
-
-
-class BlockReplaced(TransientError):
-    """The block of a hash is no longer canonical: ``canonical`` is the header at its height."""
-
-    def __init__(self, message: str, *, canonical: Head) -> None:
-        super().__init__(message)
-        self.canonical = canonical
-
-
-class ChainMoved(TransientError):
-    """The reads of one window disagree (the chain changed under them): read the window again."""
 
 
 @dataclass(frozen=True, slots=True)

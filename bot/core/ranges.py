@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.errors import FatalError
+from bot.errors import OversizedBlockError
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +125,6 @@ class Decision:
     retry: BlockRange
     remainder: BlockRange | None  # to be queued as a window of its own (coverage stays whole)
     back_off: bool
-
-
-class OversizedBlockError(FatalError):
-    """A single block's logs are still too large for the provider: never skipped."""
 
 
 class SpanPolicy:

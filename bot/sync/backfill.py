@@ -35,15 +35,14 @@ from loguru import logger
 
 from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash, read_window
 from bot.chain.endpoint import Endpoint, Lane
-from bot.chain.ws import RpcError
 from bot.core.heads import Head
 from bot.core.model import RawLog
 from bot.core.ranges import BlockRange, SpanPolicy, classify
 from bot.core.retry import delay_s
-from bot.errors import FatalError, TransientError
+from bot.errors import ChainReorged, FatalError, MissingLogError, RpcError, TransientError
 from bot.metrics import Metrics
 from bot.store.chain_state import RECENT_BLOCKS_KEPT
-from bot.sync.forks import ChainReorged, ChainState, MissingLogError, resume_point, rewind, vouch
+from bot.sync.forks import ChainState, resume_point, rewind, vouch
 from bot.sync.progress import Progress
 
 # re-exported for bot.sync.runner (the RPC helpers live in bot.chain.blocks now)

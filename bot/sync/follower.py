@@ -9,22 +9,15 @@ from __future__ import annotations
 
 from loguru import logger
 
-from bot.chain.blocks import BlockReplaced, LogFilter, get_header, get_logs_by_hash
+from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash
 from bot.chain.endpoint import Endpoint, Lane
 from bot.core.bloom import may_have_logs
 from bot.core.heads import BlockRef, Head, Verdict, judge
 from bot.core.model import RawLog
 from bot.core.ranges import BlockRange
-from bot.errors import FatalError
+from bot.errors import BlockReplaced, FatalError, MissingLogError, ReorgTooDeepError
 from bot.sync.backfill import Backfill
-from bot.sync.forks import (
-    MAX_REORG_DEPTH,
-    ChainState,
-    MissingLogError,
-    ReorgTooDeepError,
-    rewind,
-    vouch,
-)
+from bot.sync.forks import MAX_REORG_DEPTH, ChainState, rewind, vouch
 
 __all__ = ["MAX_REORG_DEPTH", "ChainState", "Follower", "ReorgTooDeepError"]
 

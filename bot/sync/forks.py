@@ -24,7 +24,7 @@ from bot.chain.endpoint import Endpoint, Lane
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
 from bot.core.ranges import BlockRange
-from bot.errors import FatalError, TransientError
+from bot.errors import MissingLogError, ReorgTooDeepError
 from bot.store.chain_state import RECENT_BLOCKS_KEPT, QueuedKey
 
 MAX_REORG_DEPTH = RECENT_BLOCKS_KEPT  # we cannot find a fork point below the hashes we keep
@@ -65,23 +65,6 @@ class ChainState(Protocol):
         """The lowest recorded block at or below the checkpoint whose parent hash is not the
         recorded hash below it (the trace of a reorg the checkpoint moved over), or None."""
         ...
-
-
-class MissingLogError(TransientError):
-    """A queued log of a canonical block is missing from that block's logs read by hash: a
-    loud error (logged, retried; the checkpoint does not pass it), never a removal."""
-
-
-class ReorgTooDeepError(FatalError):
-    """No block we still track matches the canonical chain."""
-
-
-class ChainReorged(TransientError):
-    """A block does not link to the one stored below it: rewind from ``from_number``."""
-
-    def __init__(self, message: str, *, from_number: int) -> None:
-        super().__init__(message)
-        self.from_number = from_number
 
 
 async def resume_point(
