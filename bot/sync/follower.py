@@ -7,6 +7,8 @@ it. A hash that disagrees is a reorg: walk back to the fork point, roll the queu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from loguru import logger
 
 from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash
@@ -36,6 +38,7 @@ class Follower:
         self._state = state
         self._filter = log_filter
         self._backfill = backfill
+        self.on_reorg: Callable[[int, int], None] | None = None  # (depth, fork point block)
         self._gap_by_range_over = gap_by_range_over
         self.reorgs = 0
 
@@ -130,6 +133,8 @@ class Follower:
         # and every height read on the way is evidence for the rollback
         ancestor = await rewind(self._endpoint, self._state, checkpoint.number)
         self.reorgs += 1
+        if self.on_reorg is not None:
+            self.on_reorg(checkpoint.number - ancestor.number, ancestor.number)
         unlinked = await self._walk(ancestor.number + 1, head.number)
         if unlinked is not None:
             # the chain moved again while we walked: the next head will sort it out

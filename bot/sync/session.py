@@ -228,7 +228,12 @@ class Session:
 
     def follower(self) -> Follower:
         assert self.store is not None
-        return Follower(self.endpoint, self.store, self.log_filter, self.backfill())
+        follower = Follower(self.endpoint, self.store, self.log_filter, self.backfill())
+        follower.on_reorg = self._reorged
+        return follower
+
+    def _reorged(self, depth: int, fork_block: int) -> None:
+        self.ops.deep_reorg(depth, fork_block, utc_now())  # alerted when deeper than 3 blocks
 
     async def verify_checkpoint(self) -> int:
         """The first block to backfill: after the checkpoint, whose hash is re-checked first
