@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from web3 import Web3
 
+from bot.devnet.contracts import orderbook_artifact
 from bot.devnet.deploy import Deployment
 from bot.devnet.plan import make_plan, our_share_deltas
-from bot.devnet.simulate import GAS_PER_FILL, TX_BASE_GAS, encode_tx
+from bot.devnet.simulate import gas_limit, planned_call
 from tests.support.proxies import RecordedCall, RpcProxy
 
 Predicate = Callable[[RecordedCall], bool]
@@ -182,12 +184,12 @@ def fresh_fill(deployment: Deployment, seed: int) -> dict[str, Any]:
     ``seed``): for ``anvil_reorg``'s new branch, or to send."""
     for tx in make_plan(seed=seed, fills=12):
         if our_share_deltas(tx):
-            account, data = encode_tx(tx, deployment)
-            gas = TX_BASE_GAS + GAS_PER_FILL * len(tx.fills)
+            book = orderbook_artifact().at(Web3(), deployment.orderbook)  # offline encoding
+            planned = planned_call(book, tx, deployment)
             return {
-                "from": account,
+                "from": planned.sender,
                 "to": deployment.orderbook,
-                "data": "0x" + data.hex(),
-                "gas": hex(gas),
+                "data": planned.call._encode_transaction_data(),
+                "gas": hex(gas_limit(tx)),
             }
     raise AssertionError(f"plan {seed} has no fill of ours")

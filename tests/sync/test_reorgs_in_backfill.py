@@ -32,7 +32,12 @@ from tests.support.reorg_proxy import Hook, ReorgProxy, by_hash, fresh_fill, ran
 
 
 def send(chain: Chain, request: dict[str, Any]) -> None:
-    chain.rpc.wait_receipt(chain.rpc.call("eth_sendTransaction", [request]))
+    tx_hash = chain.rpc.call("eth_sendTransaction", [request])
+    wait_for(
+        lambda: chain.rpc.call("eth_getTransactionReceipt", [tx_hash]),
+        timeout_s=30,
+        what=f"the receipt of {tx_hash}",
+    )
 
 
 async def bot_backfill(config: Path) -> str:
@@ -131,6 +136,8 @@ async def test_reorg_while_backfill_fetches_ranges_compensates_exactly_the_dropp
         await bot_backfill(config)
         first_tip = head(chain)
         run_plan(chain.rpc, chain.deployment, make_plan(seed=26, fills=4))
+        # empty blocks after them: the second backfill's first window is ranged, not by hash
+        chain.rpc.call("anvil_mine", ["0x6"])
         second_tip = head(chain)
         first_replaced = first_tip - 4
         doomed = our_fill_trades_in(database, first_replaced)
