@@ -268,14 +268,12 @@ class Engine:
             late = item.event.raw.block_number < self._frontier
             booked: list[str] = []
             for trade in conversion.trades:
-                trade_id = await ledger.insert_trade_in_txn(self._conn, event_id, trade)
+                trade_id = await ledger.insert_trade_in_txn(self._conn, event_id, trade, late=late)
                 if trade_id is None:
                     logger.warning(
                         "trade {}/{} {} already booked", trade.tx_hash, trade.log_index, trade.side
                     )
                     continue
-                if late:
-                    await self._conn.execute("UPDATE trades SET late = 1 WHERE id = ?", (trade_id,))
                 self._acc.apply_fill(trade_id, trade)
                 booked.append(trade.ticker)
                 stats.trades += 1

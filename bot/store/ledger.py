@@ -38,38 +38,43 @@ class AccumulatorState:
 
 
 async def insert_trade_in_txn(
-    conn: aiosqlite.Connection, event_id: int, trade: Trade
+    conn: aiosqlite.Connection, event_id: int, trade: Trade, *, late: bool = False
 ) -> int | None:
     """Insert one trade; its id, or None when that trade was already booked (no double count)."""
     rows = list(
         await conn.execute_fetchall(
             "INSERT INTO trades (event_id, tx_hash, log_index, side, inclusion, kind, block_number,"
             " block_hash, ticker, shares, direction, price_usdc, usdc_amount, equity_token,"
-            " stable_token, reverses_trade_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " stable_token, reverses_trade_id, late, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (tx_hash, log_index, side, inclusion, kind) DO NOTHING RETURNING id",
-            (
-                event_id,
-                trade.tx_hash,
-                trade.log_index,
-                trade.side.value,
-                trade.inclusion,
-                trade.kind.value,
-                trade.block_number,
-                trade.block_hash,
-                trade.ticker,
-                amounts.to_text(trade.shares),
-                trade.direction.value,
-                amounts.to_text(trade.price_usdc),
-                amounts.to_text(trade.usdc_amount),
-                trade.equity_token,
-                trade.stable_token,
-                trade.reverses_trade_id,
-                now_text(),
-            ),
+            (event_id, *_trade_values(trade, late, now_text())),
         )
     )
     return int(rows[0][0]) if rows else None
+
+
+def _trade_values(trade: Trade, late: bool, now: str) -> tuple[object, ...]:
+    """The trades columns after ``event_id``, in table order."""
+    return (
+        trade.tx_hash,
+        trade.log_index,
+        trade.side.value,
+        trade.inclusion,
+        trade.kind.value,
+        trade.block_number,
+        trade.block_hash,
+        trade.ticker,
+        amounts.to_text(trade.shares),
+        trade.direction.value,
+        amounts.to_text(trade.price_usdc),
+        amounts.to_text(trade.usdc_amount),
+        trade.equity_token,
+        trade.stable_token,
+        trade.reverses_trade_id,
+        int(late),
+        now,
+    )
 
 
 async def insert_trades_in_txn(
@@ -86,27 +91,7 @@ async def insert_trades_in_txn(
         " equity_token, stable_token, reverses_trade_id, late, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (
-                trade_id,
-                event_id,
-                t.tx_hash,
-                t.log_index,
-                t.side.value,
-                t.inclusion,
-                t.kind.value,
-                t.block_number,
-                t.block_hash,
-                t.ticker,
-                amounts.to_text(t.shares),
-                t.direction.value,
-                amounts.to_text(t.price_usdc),
-                amounts.to_text(t.usdc_amount),
-                t.equity_token,
-                t.stable_token,
-                t.reverses_trade_id,
-                int(late),
-                now,
-            )
+            (trade_id, event_id, *_trade_values(t, late, now))
             for trade_id, event_id, t, late in trades
         ],
     )

@@ -10,8 +10,6 @@ that merely lacks it, and never end with a traceback. Real anvil behind a loopba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from loguru import logger
@@ -33,7 +31,6 @@ from tests.support.reorg_rig import (
     Rig,
     assert_on_the_chain,
     canonical_rows,
-    open_rig,
     queue_rows,
     tip,
 )
@@ -52,21 +49,6 @@ def history(chain: Chain) -> Chain:
     logger.info("plan seed {}", PLAN_SEED)
     run_plan(chain.rpc, chain.deployment, make_plan(seed=PLAN_SEED, fills=10))
     return chain
-
-
-@pytest.fixture
-async def proxy(chain: Chain) -> AsyncIterator[ReorgProxy]:
-    started = await ReorgProxy(chain.http_url).start()
-    try:
-        yield started
-    finally:
-        await started.stop()
-
-
-@pytest.fixture
-async def rig(chain: Chain, proxy: ReorgProxy, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with open_rig(chain, proxy.url, tmp_path / "bot.db") as opened:
-        yield opened
 
 
 # ---------------------------------------------------------------- finding 5
