@@ -131,7 +131,8 @@ def render(sections: list[Section]) -> str:
         "",
         "**Load caveat**: this machine has 2 cores shared with other agents' builds and tests; "
         "each section gives the load average when it started. Ratios taken in one run are "
-        "more trustworthy than absolute figures.",
+        "more trustworthy than absolute figures. **ratio** = the bot's time / the "
+        "reference's time for the same work (lower is better; 1× = as fast as the reference).",
         "",
         "## Summary",
         "",
