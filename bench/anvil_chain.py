@@ -13,13 +13,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.report import log
 from bot.devnet.anvil import AnvilProcess
 from bot.devnet.deploy import Deployment, deploy
 from bot.devnet.plan import US, PlannedTx, TakeFill, iter_fills
 from bot.devnet.rpc import JsonRpcClient, TxSender
 from bot.devnet.simulate import send_planned
-
-from bench.report import log
 
 BUILD_GAS_LIMIT = "300000000"
 # iter_fills deals 2 takes of ours per 1 of others: keep ours with p so that p*2/(p*2+1) = 10 %
@@ -85,7 +84,9 @@ def build(cache: Path, takes: int, per_tx: int = 20, seed: int = 2024) -> tuple[
 
 def load(state: Path, log_dir: Path) -> AnvilProcess:
     """An anvil serving the cached chain (no mining: the history is fixed)."""
-    return AnvilProcess(log_dir / "bench-anvil.log", extra_args=("--load-state", str(state), "--no-mining"))
+    return AnvilProcess(
+        log_dir / "bench-anvil.log", extra_args=("--load-state", str(state), "--no-mining")
+    )
 
 
 __all__ = ["Deployment", "build", "load", "transactions"]

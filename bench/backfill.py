@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 
-from bot.devnet.deploy import Deployment
-from bot.devnet.rpc import JsonRpcClient
-
 from bench import anvil_chain, botproc, rawfetch
 from bench.context import Context
 from bench.report import Row, Section, log, median, ratio
+from bot.devnet.deploy import Deployment
+from bot.devnet.rpc import JsonRpcClient
 
 NAME = "backfill"
 TITLE = "Catch-up: bot backfill vs raw eth_getLogs"
@@ -76,7 +75,7 @@ def run(ctx: Context) -> Section:
     startup = median(p.get("startup_s", float("nan")) for p in phases)
     rows = [
         Row(
-            f"catch-up of {events:,} logs over blocks {start}-{end}: `bot backfill` minus fixed cost",
+            f"catch-up of {events:,} logs (blocks {start}-{end}): `bot backfill` − fixed cost",
             f"{work_s:.2f} s",
             f"raw eth_getLogs {raw_s:.2f} s",
             ratio(work_s, raw_s),
@@ -111,11 +110,11 @@ def run(ctx: Context) -> Section:
         for i, b in enumerate(bots)
     )
     body = f"""Chain: {events:,} `TakeOrderV2` logs ({takes:,} takes, 20 per transaction, one block
-each), {counts.get('trades', 0):,} of them ours (trades booked), cached in `{state.name}` and served
+each), {counts.get("trades", 0):,} of them ours (trades booked), cached in `{state.name}` and served
 by one anvil 1.7.1 (`--load-state`, no mining). The bot runs with its default `[backfill]`
 settings (as a new user would); the raw reference uses 500-block windows, 4 in flight.
 
-| run | raw s | bot backfill s | nothing to do s | bot start-up s | fetch+store s | drain + exit s | bot peak RSS MB |
+| run | raw s | bot s | nothing to do s | start-up s | fetch+store s | drain+exit s | RSS MB |
 |---|---|---|---|---|---|---|---|
 {per_run}
 

@@ -89,18 +89,22 @@ class BotRun:
 
 
 def run_backfill(
-    config: Path, *, profile: Path | None = None, timeout_s: float = 3600
+    config: Path, *, profile: Path | None = None, wrapper: list[str] | None = None
 ) -> BotRun:
-    """``python -m bot --config CONFIG --log-json backfill`` (optionally under cProfile)."""
-    command = [sys.executable]
+    """``python -m bot --config CONFIG --log-json backfill`` (optionally under cProfile, or
+    behind a ``wrapper`` command such as ``py-spy record … --``)."""
+    command = [*(wrapper or []), sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
     command += ["-m", "bot", "--config", str(config), "--log-json", "backfill"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     err_path = config.parent / f"bot-{time.monotonic_ns()}.stderr"
-    with err_path.open("w") as err, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT
-    ) as process:
+    with (
+        err_path.open("w") as err,
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT
+        ) as process,
+    ):
         started = time.time()
         began = time.perf_counter()
         assert process.stdout is not None
@@ -119,7 +123,8 @@ def run_backfill(
     if process.returncode != 0:
         tail = err_path.read_text()[-3000:]
         raise RuntimeError(f"bot backfill exited {process.returncode}:\n{tail}")
-    summary = json.loads(out_text.strip().splitlines()[-1])
+    # the summary is the last JSON line (a wrapper such as py-spy may print after it)
+    summary = json.loads([x for x in out_text.splitlines() if x.startswith("{")][-1])
     return BotRun(wall, usage.ru_maxrss / 1024, summary, records, started, ended)
 
 
@@ -128,7 +133,7 @@ def db_counts(db: Path) -> dict[str, int]:
     try:
         out = {}
         for table in ("events", "trades", "executions"):
-            out[table] = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+            out[table] = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         out["pending"] = int(
             conn.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'").fetchone()[0]
         )

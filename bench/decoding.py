@@ -23,13 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.chain.parse import parse_log
-from bot.core import abi
-from bot.core.abi import TAKE_ORDER_V2_TYPES, TOPIC_TAKE_ORDER_V2
-
 from bench.context import Context
 from bench.report import Row, Section, log, median, ratio
 from bench.stub_node import History
+from bot.chain.parse import parse_log
+from bot.core import abi
+from bot.core.abi import TAKE_ORDER_V2_TYPES, TOPIC_TAKE_ORDER_V2
 
 NAME = "decode"
 TITLE = "Decoding floors: JSON and ABI"
@@ -72,8 +71,9 @@ def per(fn):
     best.sort()
     return best[len(best) // 2]
 assert faster_eth_abi.decode(types, datas[0]) == eth_abi.decode(types, datas[0])
+version = getattr(eth_abi, "__version__", "?")
 print(json.dumps({"eth_abi": per(eth_abi.decode), "faster_eth_abi": per(faster_eth_abi.decode),
-                  "eth_abi_version": eth_abi.__version__ if hasattr(eth_abi, "__version__") else "?"}))
+                  "eth_abi_version": version}))
 """
 
 
@@ -92,7 +92,7 @@ def side_venv(cache: Path) -> Path | None:
     venv = cache / "fea-venv"
     python = venv / "bin" / "python"
     probe = [str(python), "-c", "import faster_eth_abi"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return python
     log("creating a side venv with faster-eth-abi ...")
     try:
@@ -151,8 +151,15 @@ def run(ctx: Context) -> Section:
     if python is not None:
         datas = ctx.work / "take-datas.txt"
         datas.write_text("\n".join(r.data.hex() for r in takes))
-        done = subprocess.run(
-            [str(python), "-c", SIDE_SCRIPT, json.dumps(TAKE_ORDER_V2_TYPES), str(datas), str(runs)],
+        done = subprocess.run(  # noqa: PLW1510 - the exit code is checked below
+            [
+                str(python),
+                "-c",
+                SIDE_SCRIPT,
+                json.dumps(TAKE_ORDER_V2_TYPES),
+                str(datas),
+                str(runs),
+            ],
             capture_output=True,
             text=True,
         )
@@ -167,19 +174,61 @@ def run(ctx: Context) -> Section:
     ]
     for key in ("orjson.loads", "msgspec.json.decode", "msgspec typed Struct"):
         if key in us:
-            rows.append(Row(f"… `{key}`", f"{us[key]:.2f} µs", f"json.loads {js:.2f} µs", ratio(us[key], js), "lower is better"))
+            rows.append(
+                Row(
+                    f"… `{key}`",
+                    f"{us[key]:.2f} µs",
+                    f"json.loads {js:.2f} µs",
+                    ratio(us[key], js),
+                    "lower is better",
+                )
+            )
     rows.append(
-        Row("JSON dict → `RawLog` (`bot.chain.parse.parse_log`), per log", f"{us['parse_log']:.2f} µs", f"json.loads {js:.2f} µs", ratio(us["parse_log"], js), "(26 µs before)")
+        Row(
+            "JSON dict → `RawLog` (`bot.chain.parse.parse_log`), per log",
+            f"{us['parse_log']:.2f} µs",
+            f"json.loads {js:.2f} µs",
+            ratio(us["parse_log"], js),
+            "(26 µs before)",
+        )
     )
     ea = us["eth_abi"]
-    rows.append(Row("owner only, per TakeOrderV2: `bot.core.abi.order_owners`", f"{us['order_owners']:.2f} µs", f"eth_abi.decode {ea:.1f} µs", ratio(us["order_owners"], ea), "owner check before any decode"))
-    rows.append(Row("full decode, per TakeOrderV2: `bot.core.abi.decode`", f"{us['abi.decode']:.1f} µs", f"eth_abi.decode {ea:.1f} µs", ratio(us["abi.decode"], ea), "(only our 10 %)"))
+    rows.append(
+        Row(
+            "owner only, per TakeOrderV2: `bot.core.abi.order_owners`",
+            f"{us['order_owners']:.2f} µs",
+            f"eth_abi.decode {ea:.1f} µs",
+            ratio(us["order_owners"], ea),
+            "owner check before any decode",
+        )
+    )
+    rows.append(
+        Row(
+            "full decode, per TakeOrderV2: `bot.core.abi.decode`",
+            f"{us['abi.decode']:.1f} µs",
+            f"eth_abi.decode {ea:.1f} µs",
+            ratio(us["abi.decode"], ea),
+            "(only our 10 %)",
+        )
+    )
     if side:
-        rows.append(Row("`faster_eth_abi.decode`, per TakeOrderV2 (side venv)", f"{side['faster_eth_abi'] * 1e6:.1f} µs", f"eth_abi {side.get('eth_abi_version', '?')} there {side['eth_abi'] * 1e6:.1f} µs", ratio(side["faster_eth_abi"], side["eth_abi"]), "(candidate)"))
+        rows.append(
+            Row(
+                "`faster_eth_abi.decode`, per TakeOrderV2 (side venv)",
+                f"{side['faster_eth_abi'] * 1e6:.1f} µs",
+                f"eth_abi {side.get('eth_abi_version', '?')} there {side['eth_abi'] * 1e6:.1f} µs",
+                ratio(side["faster_eth_abi"], side["eth_abi"]),
+                "(candidate)",
+            )
+        )
     table = "\n".join(f"| {k} | {v:.2f} |" for k, v in us.items())
-    body_md = f"""Input: one 500-block `eth_getLogs` answer of the stub node ({n:,} logs, {len(body) / 1e6:.1f} MB,
-{t:,} of them `TakeOrderV2`, ~{sum(len(r.data) for r in takes) // max(1, t):,} data bytes each); medians of {runs} passes.
-Present in the venv: {", ".join(present)}{"; missing: " + ", ".join(missing) if missing else ""} (orjson and msgspec
+    mb = len(body) / 1e6
+    data_bytes = sum(len(r.data) for r in takes) // max(1, t)
+    missing_text = "; missing: " + ", ".join(missing) if missing else ""
+    body_md = f"""Input: one 500-block `eth_getLogs` answer of the stub node ({n:,} logs,
+{mb:.1f} MB, {t:,} of them `TakeOrderV2`, ~{data_bytes:,} data bytes each); medians of
+{runs} passes.
+Present in the venv: {", ".join(present)}{missing_text} (orjson and msgspec
 are not project dependencies: installed into .venv for this benchmark only).
 faster-eth-abi: {"measured in a side venv (`" + str(python) + "`)" if side else "not available"}.
 

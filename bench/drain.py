@@ -14,12 +14,11 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.devnet.synthetic import synthetic_transactions
-from bot.engine.drain import DEFAULT_BATCH_SIZE
-
 from bench.context import Context
 from bench.drain_throughput import measure
 from bench.report import Row, Section, log, median, ratio
+from bot.devnet.synthetic import synthetic_transactions
+from bot.engine.drain import DEFAULT_BATCH_SIZE
 
 NAME = "drain"
 TITLE = "Drain throughput (Engine.drain, one pass)"
@@ -38,7 +37,7 @@ def run(ctx: Context) -> Section:
             folder = ctx.work / f"drain-{number}-{batch}"
             folder.mkdir()
             results[batch].append(asyncio.run(measure(logs, batch, 1, Path(folder))))
-            enqueue_s, drain_s, stats = results[batch][-1]
+            _enqueue_s, drain_s, stats = results[batch][-1]
             log(f"run {number + 1} batch {batch}: {len(logs) / drain_s:,.0f} events/s {stats}")
     head = results[DEFAULT_BATCH_SIZE]
     drain_s = median(d for _, d, _ in head)
@@ -46,7 +45,8 @@ def run(ctx: Context) -> Section:
     stats = head[0][2]
     rows = [
         Row(
-            f"`Engine.drain` of {len(logs):,} events ({stats['ours']:,} ours), batch {DEFAULT_BATCH_SIZE}",
+            f"`Engine.drain`, {len(logs):,} events ({stats['ours']:,} ours), "
+            f"batch {DEFAULT_BATCH_SIZE}",
             f"{rate:,.0f} events/s",
             f"goal {GOAL:,} events/s",
             ratio(GOAL, rate),
@@ -65,7 +65,8 @@ def run(ctx: Context) -> Section:
         f"{len(logs) / median(e for e, _, _ in rs):,.0f} | {rs[0][2]} |"
         for b, rs in results.items()
     )
-    body = f"""Synthetic events of `bot.devnet.synthetic` (takes and clears, ~10 % of transactions ours),
+    body = f"""Synthetic events of `bot.devnet.synthetic` (takes and clears, ~10 % of transactions
+ours),
 threshold 1 share, dry-run broker, a token table in memory (no RPC); medians of {ctx.runs} runs.
 
 | batch_size | drain events/s | enqueue logs/s | stats of the first run |

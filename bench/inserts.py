@@ -14,14 +14,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+from bench.context import Context
+from bench.report import Row, Section, log, median, ratio
+from bench.stub_node import History
 from bot.core.model import RawLog
 from bot.devnet.synthetic import ORDERBOOK, OWNER
 from bot.store import queue
 from bot.store.connection import ServedChain, open_database
-
-from bench.context import Context
-from bench.report import Row, Section, log, median, ratio
-from bench.stub_node import History
 
 NAME = "inserts"
 TITLE = "Durable inserts of raw logs and reading them back"
@@ -59,8 +58,9 @@ def _plain(db: Path, logs: list[RawLog]) -> tuple[float, float]:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous = FULL")
     rows = [
-        (l.tx_hash, l.log_index, l.block_number, l.block_hash, l.tx_index, l.address, l.topic0, l.data, "t", "t")
-        for l in logs
+        (lg.tx_hash, lg.log_index, lg.block_number, lg.block_hash, lg.tx_index, lg.address,
+         lg.topic0, lg.data, "t", "t")
+        for lg in logs
     ]  # fmt: skip
     began = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
@@ -87,7 +87,7 @@ def _plain(db: Path, logs: list[RawLog]) -> tuple[float, float]:
 def run(ctx: Context) -> Section:
     n = ctx.size(40_000, 2_000)
     logs = raw_logs(n)
-    size = sum(len(l.data) for l in logs) // n
+    size = sum(len(lg.data) for lg in logs) // n
     figures: dict[str, list[tuple[float, float]]] = {"FULL": [], "NORMAL": [], "plain": []}
     for number in range(ctx.runs):
         for mode in ("FULL", "NORMAL", "plain"):
@@ -101,12 +101,31 @@ def run(ctx: Context) -> Section:
     rate = {k: n / median(s for s, _ in v) for k, v in figures.items()}
     read = {k: n / median(r for _, r in v) for k, v in figures.items()}
     rows = [
-        Row(f"`queue.enqueue` {n:,} raw logs, synchronous=FULL", f"{rate['FULL']:,.0f} rows/s", f"plain sqlite3 {rate['plain']:,.0f} rows/s", ratio(rate["plain"], rate["FULL"]), "NOTES: ~60k rows/s"),
-        Row("… synchronous=NORMAL", f"{rate['NORMAL']:,.0f} rows/s", f"FULL {rate['FULL']:,.0f} rows/s", ratio(rate["FULL"], rate["NORMAL"]), ""),
-        Row("`queue.pending_events` of them all (→ QueuedEvent)", f"{read['FULL']:,.0f} rows/s", f"plain sqlite3 SELECT {read['plain']:,.0f} rows/s", ratio(read["plain"], read["FULL"]), ""),
+        Row(
+            f"`queue.enqueue` {n:,} raw logs, synchronous=FULL",
+            f"{rate['FULL']:,.0f} rows/s",
+            f"plain sqlite3 {rate['plain']:,.0f} rows/s",
+            ratio(rate["plain"], rate["FULL"]),
+            "NOTES: ~60k rows/s",
+        ),
+        Row(
+            "… synchronous=NORMAL",
+            f"{rate['NORMAL']:,.0f} rows/s",
+            f"FULL {rate['FULL']:,.0f} rows/s",
+            ratio(rate["FULL"], rate["NORMAL"]),
+            "",
+        ),
+        Row(
+            "`queue.pending_events` of them all (→ QueuedEvent)",
+            f"{read['FULL']:,.0f} rows/s",
+            f"plain sqlite3 SELECT {read['plain']:,.0f} rows/s",
+            ratio(read["plain"], read["FULL"]),
+            "",
+        ),
     ]
-    body = f"""{n:,} distinct raw logs (~{size:,} data bytes each, stored as BLOB), batches of {BATCH:,} per
-transaction (one transaction for the plain floor), fresh migrated database each time; medians of {ctx.runs} runs.
+    body = f"""{n:,} distinct raw logs (~{size:,} data bytes each, stored as BLOB), batches of
+{BATCH:,} per transaction (one transaction for the plain floor), fresh migrated database each
+time; medians of {ctx.runs} runs.
 Ratio = the bot's time / the reference's time for the same rows (lower is better).
 """
     return Section(NAME, TITLE, rows, body)

@@ -24,7 +24,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def raw(url: str, address: str, start: int, end: int, window: int, concurrency: int) -> int:
+async def raw(  # noqa: PLR0917 - the child's command line, in order
+    url: str, address: str, start: int, end: int, window: int, concurrency: int
+) -> int:
     import aiohttp
 
     from bot.core.abi import ORDERBOOK_TOPICS
@@ -51,7 +53,9 @@ async def raw(url: str, address: str, start: int, end: int, window: int, concurr
         return len(answer["result"])
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        counts = await asyncio.gather(*(fetch(session, a, b, i) for i, (a, b) in enumerate(windows)))
+        counts = await asyncio.gather(
+            *(fetch(session, a, b, i) for i, (a, b) in enumerate(windows))
+        )
     return sum(counts)
 
 
@@ -68,7 +72,9 @@ def web3_loop(url: str, address: str, start: int, end: int, window: int) -> int:
     return count
 
 
-def child(kind: str, url: str, address: str, start: int, end: int, window: int, concurrency: int = 4) -> dict[str, Any]:
+def child(  # noqa: PLR0917 - the child's command line, in order
+    kind: str, url: str, address: str, start: int, end: int, window: int, concurrency: int = 4
+) -> dict[str, Any]:
     """Run one reference in a fresh interpreter; its JSON report."""
     command = [
         sys.executable, "-m", "bench.rawfetch", kind, url, address,

@@ -55,9 +55,17 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     try:
-        anvil = subprocess.run(
-            ["node_modules/.bin/anvil", "--version"], capture_output=True, text=True, timeout=10
-        ).stdout.strip().splitlines()[0]
+        anvil = (
+            subprocess.run(
+                ["node_modules/.bin/anvil", "--version"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            .stdout.strip()
+            .splitlines()[0]
+        )
     except (OSError, subprocess.SubprocessError, IndexError):
         anvil = "?"
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -116,7 +124,9 @@ def save(out: Path, new: list[Section]) -> None:
     sections = load_sections(json_path)
     for section in new:
         sections[section.name] = section
-    ordered = sorted(sections.values(), key=lambda s: ORDER.index(s.name) if s.name in ORDER else 99)
+    ordered = sorted(
+        sections.values(), key=lambda s: ORDER.index(s.name) if s.name in ORDER else 99
+    )
     json_path.write_text(json.dumps({s.name: asdict(s) for s in ordered}, indent=1) + "\n")
     out.write_text(render(ordered))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,9 @@ class History:
         if events > 0:
             size = min(events, POOL_LOGS)
             txs = list(
-                synthetic_transactions(size, seed=seed, logs_per_block=logs_per_block, first_block=0)
+                synthetic_transactions(
+                    size, seed=seed, logs_per_block=logs_per_block, first_block=0
+                )
             )
             for number, tx in enumerate(txs):
                 for log in tx.logs:
@@ -93,7 +96,9 @@ class History:
         if last < first:
             return out
         span = self.pool_blocks
-        for copy in range((first - self.first_block) // span, (last - self.first_block) // span + 1):
+        for copy in range(
+            (first - self.first_block) // span, (last - self.first_block) // span + 1
+        ):
             base = self.first_block + copy * span
             lo = bisect.bisect_left(self._pool_block_of, first - base)
             hi = bisect.bisect_right(self._pool_block_of, last - base)
@@ -141,8 +146,12 @@ class StubNode:
         tokens = {a.lower(): t for a, t in SYNTHETIC_TOKENS.items()}
         self._token_answers: dict[tuple[str, str], str] = {}
         for address, token in tokens.items():
-            self._token_answers[(address, "0x95d89b41")] = "0x" + encode(["string"], [token.symbol]).hex()
-            self._token_answers[(address, "0x313ce567")] = "0x" + encode(["uint8"], [token.decimals]).hex()
+            self._token_answers[(address, "0x95d89b41")] = (
+                "0x" + encode(["string"], [token.symbol]).hex()
+            )
+            self._token_answers[(address, "0x313ce567")] = (
+                "0x" + encode(["uint8"], [token.decimals]).hex()
+            )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024**2)
@@ -194,7 +203,8 @@ class StubNode:
             logs = history.receipt_logs(params[0])
             if logs is None:
                 return "null"
-            return '{"status":"0x1","transactionHash":"%s","logs":[%s]}' % (params[0], ",".join(logs))
+            joined = ",".join(logs)
+            return f'{{"status":"0x1","transactionHash":"{params[0]}","logs":[{joined}]}}'
         if method == "eth_subscribe":
             return json.dumps("0x1")
         if method == "eth_unsubscribe":
@@ -261,8 +271,13 @@ async def _main(args: argparse.Namespace) -> None:
     runner, port = await serve(history, args.port)
     print(
         json.dumps(
-            {"url": f"http://127.0.0.1:{port}/", "ws_url": f"ws://127.0.0.1:{port}/",
-             "events": history.events, "head": history.head, "first_block": history.first_block}
+            {
+                "url": f"http://127.0.0.1:{port}/",
+                "ws_url": f"ws://127.0.0.1:{port}/",
+                "events": history.events,
+                "head": history.head,
+                "first_block": history.first_block,
+            }
         ),
         flush=True,
     )
@@ -280,10 +295,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
