@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     default_cache = Path(tempfile.gettempdir()) / "bot-bench-cache"
     parser.add_argument("--cache", type=Path, default=default_cache, help="built chains")
+    parser.add_argument(
+        "--no-install", action="store_true", help="never pip-install side venvs (faster-eth-abi)"
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     names = args.only or list(ORDER)
@@ -54,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         try:
             module = importlib.import_module(MODULES[name])
-            section: Section = module.run(Context(args.quick, runs, args.cache, work))
+            section: Section = module.run(
+                Context(args.quick, runs, args.cache, work, install=not args.no_install)
+            )
         except Exception:
             traceback.print_exc()
             failed.append(name)

@@ -52,7 +52,7 @@ def state_files(cache: Path, takes: int, per_tx: int) -> tuple[Path, Path]:
 def build(cache: Path, takes: int, per_tx: int = 20, seed: int = 2024) -> tuple[Path, Path]:
     """The cached state and deployment files, built if missing (a minute or two for 40k)."""
     state, deployment_file = state_files(cache, takes, per_tx)
-    if state.exists() and deployment_file.exists():
+    if _complete(state) and deployment_file.exists():
         return state, deployment_file
     cache.mkdir(parents=True, exist_ok=True)
     partial = state.with_suffix(".partial")
@@ -74,12 +74,27 @@ def build(cache: Path, takes: int, per_tx: int = 20, seed: int = 2024) -> tuple[
             sender.flush()  # back-pressure: every receipt before the next send
             if index % 250 == 0:
                 log(f"  {index:,}/{len(txs):,} txs, {time.monotonic() - began:.0f} s")
-    if not partial.exists():
-        raise SystemExit(f"anvil wrote no state file; see {anvil.log_path}")
+        # anvil writes --dump-state as it exits: hundreds of MB, which can take longer than
+        # AnvilProcess.stop's grace period on a busy machine (then it is killed mid-write)
+        process = anvil._proc  # wait for the dump however long it takes
+        if process is not None:
+            process.terminate()
+            process.wait()
+    if not _complete(partial):
+        raise SystemExit(f"anvil wrote no complete state file; see {anvil.log_path}")
     partial.rename(state)
     deployment.save(deployment_file)
     log(f"built in {time.monotonic() - began:.0f} s")
     return state, deployment_file
+
+
+def _complete(state: Path) -> bool:
+    """A whole JSON dump ends with its closing brace (a killed write stops mid-string)."""
+    if not state.exists() or state.stat().st_size == 0:
+        return False
+    with state.open("rb") as file:
+        file.seek(-64 if state.stat().st_size > 64 else 0, 2)
+        return file.read().rstrip().endswith(b"}")
 
 
 def load(state: Path, log_dir: Path) -> AnvilProcess:

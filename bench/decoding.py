@@ -87,13 +87,16 @@ def per_item(fn: Callable[[], Any], items: int, runs: int) -> float:
     return median(times)
 
 
-def side_venv(cache: Path) -> Path | None:
-    """A venv with faster-eth-abi (created once; None when pip cannot install it)."""
+def side_venv(cache: Path, *, install: bool = True) -> Path | None:
+    """A venv with faster-eth-abi (created once when ``install``; None when there is none and
+    pip cannot or may not install it)."""
     venv = cache / "fea-venv"
     python = venv / "bin" / "python"
     probe = [str(python), "-c", "import faster_eth_abi"]
     if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return python
+    if not install:
+        return None
     log("creating a side venv with faster-eth-abi ...")
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
@@ -147,7 +150,8 @@ def run(ctx: Context) -> Section:
     us["order_owners"] = per_item(lambda: [abi.order_owners(r) for r in takes], t, runs)
     us["abi.decode"] = per_item(lambda: [abi.decode(r) for r in takes], t, runs)
     side: dict[str, Any] = {}
-    python = side_venv(ctx.cache)
+    # getattr: a run started before ``install`` existed imports this module lazily
+    python = side_venv(ctx.cache, install=getattr(ctx, "install", True))
     if python is not None:
         datas = ctx.work / "take-datas.txt"
         datas.write_text("\n".join(r.data.hex() for r in takes))

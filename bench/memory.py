@@ -73,8 +73,8 @@ def backfill(
 
 
 def run(ctx: Context) -> Section:
-    small_n, large_n = ctx.size(100_000, 4_000), ctx.size(1_000_000, 40_000)
-    empty_blocks = ctx.size(1_000_000, 20_000)
+    small_n, large_n = ctx.size(100_000, 4_000), ctx.size(1_000_000, 12_000)
+    empty_blocks = ctx.size(1_000_000, 5_000)
     small, small_node, small_counts = backfill(ctx, small_n)
     large, large_node, large_counts = backfill(ctx, large_n)
     empty, empty_node, _ = backfill(ctx, 0, empty_blocks)
