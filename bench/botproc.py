@@ -1,6 +1,13 @@
 """Run ``bot backfill`` as a new user would: a whole process on a config file, timed from the
-outside, its peak RSS from ``os.wait4`` (that child's own ``ru_maxrss``), its phases from its
-own JSON log lines (``--log-json``: exact timestamps)."""
+outside, its peak RSS from its own ``VmHWM``, its phases from its own JSON log lines
+(``--log-json``: exact timestamps).
+
+Why not ``ru_maxrss`` (``os.wait4``, ``RUSAGE_CHILDREN``): Linux carries the parent's
+high-water mark into the child across fork/vfork + exec, so a child of a 300 MB benchmark
+process reports at least 300 MB whatever it did. ``VmHWM`` in ``/proc/PID/status`` belongs to
+the exec'd image alone; it is polled every 20 ms while the child runs (it only grows, so the last
+reading is the peak up to a few ms before exit).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +96,34 @@ class BotRun:
         return out
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float | None:
+    """Peak RSS (``VmHWM``) of a live process in MB, None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class PeakWatcher(threading.Thread):
+    """Polls a child's ``VmHWM`` until it exits; ``peak_mb`` is the last reading."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_mb = 0.0
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        while not self.finished.is_set():
+            value = vm_hwm_mb(self.pid)
+            if value is not None:
+                self.peak_mb = max(self.peak_mb, value)
+            self.finished.wait(0.02)
+
+
 def run_backfill(
     config: Path, *, profile: Path | None = None, wrapper: list[str] | None = None
 ) -> BotRun:
@@ -107,9 +143,13 @@ def run_backfill(
     ):
         started = time.time()
         began = time.perf_counter()
+        watcher = PeakWatcher(process.pid)
+        watcher.start()
         assert process.stdout is not None
-        out_text = process.stdout.read()
-        _pid, status, usage = os.wait4(process.pid, 0)
+        out_text = process.stdout.read()  # EOF: the child closed stdout (it is exiting)
+        watcher.finished.set()
+        watcher.join()
+        _pid, status, _usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - began
         ended = time.time()
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -125,7 +165,7 @@ def run_backfill(
         raise RuntimeError(f"bot backfill exited {process.returncode}:\n{tail}")
     # the summary is the last JSON line (a wrapper such as py-spy may print after it)
     summary = json.loads([x for x in out_text.splitlines() if x.startswith("{")][-1])
-    return BotRun(wall, usage.ru_maxrss / 1024, summary, records, started, ended)
+    return BotRun(wall, watcher.peak_mb, summary, records, started, ended)
 
 
 def db_counts(db: Path) -> dict[str, int]:

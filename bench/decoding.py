@@ -61,30 +61,35 @@ import eth_abi, faster_eth_abi
 types = tuple(json.loads(sys.argv[1]))
 datas = [bytes.fromhex(line) for line in open(sys.argv[2]).read().split()]
 runs = int(sys.argv[3])
-def per(fn):
-    best = []
-    for _ in range(runs):
+times = {"eth_abi": [], "faster_eth_abi": []}
+for _ in range(runs):  # interleaved, as in the main process
+    for name, fn in (("eth_abi", eth_abi.decode), ("faster_eth_abi", faster_eth_abi.decode)):
         t = time.perf_counter()
         for d in datas:
             fn(types, d)
-        best.append((time.perf_counter() - t) / len(datas))
-    best.sort()
-    return best[len(best) // 2]
+        times[name].append((time.perf_counter() - t) / len(datas))
+def per(name):
+    ordered = sorted(times[name])
+    return ordered[len(ordered) // 2]
 assert faster_eth_abi.decode(types, datas[0]) == eth_abi.decode(types, datas[0])
 version = getattr(eth_abi, "__version__", "?")
-print(json.dumps({"eth_abi": per(eth_abi.decode), "faster_eth_abi": per(faster_eth_abi.decode),
+print(json.dumps({"eth_abi": per("eth_abi"), "faster_eth_abi": per("faster_eth_abi"),
                   "eth_abi_version": version}))
 """
 
 
-def per_item(fn: Callable[[], Any], items: int, runs: int) -> float:
-    """Median over ``runs`` of the seconds per item of one ``fn()`` call over ``items`` items."""
-    times = []
+def interleaved(
+    candidates: dict[str, tuple[Callable[[], Any], int]], runs: int
+) -> dict[str, float]:
+    """Seconds per item of each candidate, the median of ``runs`` rounds; each round times every
+    candidate once in turn, so a burst of load from a neighbour hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(runs):
-        began = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - began) / items)
-    return median(times)
+        for name, (fn, items) in candidates.items():
+            began = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - began) / items)
+    return {name: median(values) for name, values in times.items()}
 
 
 def side_venv(cache: Path, *, install: bool = True) -> Path | None:
@@ -113,7 +118,7 @@ def side_venv(cache: Path, *, install: bool = True) -> Path | None:
 
 
 def run(ctx: Context) -> Section:
-    runs = max(3, ctx.runs) if not ctx.quick else 1
+    runs = 1 if ctx.quick else max(9, 3 * ctx.runs)  # each round is tens of ms
     history = History(ctx.size(20_000, 2_000), logs_per_block=20)
     texts = history.logs(1, 500)
     body = ('{"jsonrpc":"2.0","id":1,"result":[' + ",".join(texts) + "]}").encode()
@@ -121,14 +126,16 @@ def run(ctx: Context) -> Section:
     parsed = json.loads(body)["result"]
     raws = [parse_log(item) for item in parsed]
     takes = [r for r in raws if r.topic0 == TOPIC_TAKE_ORDER_V2]
-    us: dict[str, float] = {}
-    us["json.loads"] = per_item(lambda: json.loads(body), n, runs)
+    t = len(takes)
+    candidates: dict[str, tuple[Callable[[], Any], int]] = {
+        "json.loads": (lambda: json.loads(body), n)
+    }
     present = ["json (stdlib)"]
     missing = []
     try:
         import orjson
 
-        us["orjson.loads"] = per_item(lambda: orjson.loads(body), n, runs)
+        candidates["orjson.loads"] = (lambda: orjson.loads(body), n)
         present.append(f"orjson {orjson.__version__}")
     except ImportError:
         missing.append("orjson")
@@ -137,18 +144,19 @@ def run(ctx: Context) -> Section:
 
         typed = msgspec.json.Decoder(Answer)
         untyped = msgspec.json.Decoder()
-        us["msgspec.json.decode"] = per_item(lambda: untyped.decode(body), n, runs)
-        us["msgspec typed Struct"] = per_item(lambda: typed.decode(body), n, runs)
+        candidates["msgspec.json.decode"] = (lambda: untyped.decode(body), n)
+        candidates["msgspec typed Struct"] = (lambda: typed.decode(body), n)
         present.append(f"msgspec {msgspec.__version__}")
     except ImportError:
         missing.append("msgspec")
-    us["parse_log"] = per_item(lambda: [parse_log(item) for item in parsed], n, runs)
-    t = len(takes)
-    us["eth_abi"] = per_item(
-        lambda: [abi._abi_decode(TAKE_ORDER_V2_TYPES, r.data) for r in takes], t, runs
+    candidates["parse_log"] = (lambda: [parse_log(item) for item in parsed], n)
+    candidates["eth_abi"] = (
+        lambda: [abi._abi_decode(TAKE_ORDER_V2_TYPES, r.data) for r in takes],
+        t,
     )
-    us["order_owners"] = per_item(lambda: [abi.order_owners(r) for r in takes], t, runs)
-    us["abi.decode"] = per_item(lambda: [abi.decode(r) for r in takes], t, runs)
+    candidates["order_owners"] = (lambda: [abi.order_owners(r) for r in takes], t)
+    candidates["abi.decode"] = (lambda: [abi.decode(r) for r in takes], t)
+    us = interleaved(candidates, runs)
     side: dict[str, Any] = {}
     # getattr: a run started before ``install`` existed imports this module lazily
     python = side_venv(ctx.cache, install=getattr(ctx, "install", True))
@@ -231,7 +239,7 @@ def run(ctx: Context) -> Section:
     missing_text = "; missing: " + ", ".join(missing) if missing else ""
     body_md = f"""Input: one 500-block `eth_getLogs` answer of the stub node ({n:,} logs,
 {mb:.1f} MB, {t:,} of them `TakeOrderV2`, ~{data_bytes:,} data bytes each); medians of
-{runs} passes.
+{runs} rounds, the candidates interleaved in each round.
 Present in the venv: {", ".join(present)}{missing_text} (orjson and msgspec
 are not project dependencies: installed into .venv for this benchmark only).
 faster-eth-abi: {"measured in a side venv (`" + str(python) + "`)" if side else "not available"}.

@@ -2,8 +2,9 @@
 
 ``bot backfill`` (whole process, fresh database, default settings) against the stub JSON-RPC
 node (``bench/stub_node.py``, a process of its own) serving 100,000 and then 1,000,000 synthetic
-events (20 a block, ~10 % of transactions ours); the bot's peak RSS is its own ``ru_maxrss``
-from ``os.wait4``. Then a stub with no events and a head at block 1,000,000: the catch-up of
+events (20 a block, ~10 % of transactions ours); the bot's peak RSS is its own ``VmHWM``
+(see ``bench/botproc.py``: ``ru_maxrss`` of a child includes the parent's).
+Then a stub with no events and a head at block 1,000,000: the catch-up of
 that empty range, timed.
 """
 

@@ -14,12 +14,13 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.botproc import vm_hwm_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +102,7 @@ def main() -> None:
     else:
         events = web3_loop(a.url, a.address, a.start, a.end, a.window)
     seconds = time.perf_counter() - began
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = vm_hwm_mb()  # not ru_maxrss: it includes the parent's peak (see bench/botproc.py)
     print(json.dumps({"events": events, "seconds": seconds, "rss_mb": rss}))
 
 
