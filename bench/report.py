@@ -128,10 +128,12 @@ def save(out: Path, new: list[Section]) -> None:
         sections.values(), key=lambda s: ORDER.index(s.name) if s.name in ORDER else 99
     )
     json_path.write_text(json.dumps({s.name: asdict(s) for s in ordered}, indent=1) + "\n")
-    out.write_text(render(ordered))
+    findings = out.parent / "FINDINGS.md"  # hand-written reading of the figures, if any
+    extra = findings.read_text() if findings.exists() else ""
+    out.write_text(render(ordered, extra))
 
 
-def render(sections: list[Section]) -> str:
+def render(sections: list[Section], findings: str = "") -> str:
     parts = [
         "# Benchmark results",
         "",
@@ -169,6 +171,8 @@ def render(sections: list[Section]) -> str:
             parts += [_table(section.rows), ""]
         if section.body:
             parts += [section.body.rstrip(), ""]
+    if findings:
+        parts += [findings.rstrip(), ""]
     return "\n".join(parts)
 
 
