@@ -1,9 +1,12 @@
 """Drain throughput: events/s through owner check, decode, conversion, the accumulator and the
 dry-run broker, with atomic commits (synchronous=FULL), on a real SQLite file.
 
-    .venv/bin/python bench/drain_throughput.py [--events 20000] [--batch 100 500 1000]
+    .venv/bin/python bench/drain_throughput.py [--events 20000] [--batch 500 2000 5000]
 
 About 10% of the synthetic events are ours (bot.devnet.synthetic). Enqueueing is timed apart.
+One ``Engine.drain()`` call is one pass: it books every pending event in batches of
+``batch_size`` and hedges the net of each ticker at its end (so ``executions`` is a handful).
+``python -m bench --only drain`` runs :func:`measure` and writes its section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ async def measure(
         rules=DEFAULT_RULES,
         options=EngineOptions(batch_size=batch, threshold_shares=threshold),
     )
+    await engine.start()
     conn = await connect(db_path)
     started = time.perf_counter()
     for start in range(0, len(logs), 5000):
@@ -72,14 +76,13 @@ async def measure(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 100, 500, 1000])
+    parser.add_argument("--batch", type=int, nargs="+", default=[500, 2000, 5000])
     parser.add_argument(
         "--threshold",
         type=int,
         nargs="+",
         default=[1, 10**9],
-        help="1: nearly every fill of ours hedges (a commit + broker call + commit each); "
-        "10**9: no executions, the batching alone",
+        help="1: the net of each ticker hedged at the pass's end; 10**9: no executions",
     )
     args = parser.parse_args()
     logger.remove()
