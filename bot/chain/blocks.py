@@ -114,12 +114,15 @@ async def _patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
 
 
 async def get_header_or_none(
-    endpoint: Endpoint, number: int, *, lane: Lane = Lane.LIVE
+    endpoint: Endpoint, number: int, *, lane: Lane = Lane.LIVE, min_head: int | None = None
 ) -> Head | None:
-    """The canonical header at ``number``, or None when the provider has no block there."""
+    """The canonical header at ``number``, or None when the provider has no block there.
+    ``min_head``: only a provider whose own head is at least this may answer (SPEC §7)."""
 
     async def attempt() -> Head | None:
-        answer = await endpoint.call("eth_getBlockByNumber", [hex(number), False], lane=lane)
+        answer = await endpoint.call(
+            "eth_getBlockByNumber", [hex(number), False], lane=lane, min_head=min_head
+        )
         if answer is None:
             return None
         try:
@@ -130,9 +133,11 @@ async def get_header_or_none(
     return await _patiently(f"eth_getBlockByNumber {number}", attempt)
 
 
-async def get_header(endpoint: Endpoint, number: int, *, lane: Lane = Lane.LIVE) -> Head:
+async def get_header(
+    endpoint: Endpoint, number: int, *, lane: Lane = Lane.LIVE, min_head: int | None = None
+) -> Head:
     """The canonical header at ``number``; a block not there yet is a ``TransientError``."""
-    header = await get_header_or_none(endpoint, number, lane=lane)
+    header = await get_header_or_none(endpoint, number, lane=lane, min_head=min_head)
     if header is None:
         raise TransientError(f"block {number} is not available yet")
     return header
@@ -186,7 +191,12 @@ async def get_logs_by_hash(
 
 
 async def get_logs_range(
-    endpoint: Endpoint, log_filter: LogFilter, window: BlockRange, *, lane: Lane = Lane.BACKFILL
+    endpoint: Endpoint,
+    log_filter: LogFilter,
+    window: BlockRange,
+    *,
+    lane: Lane = Lane.BACKFILL,
+    min_head: int | None = None,
 ) -> list[RawLog]:
     """One ranged ``eth_getLogs``. Range answers (too many results, a cap, a suggestion) reach
     the caller as ``RpcError`` for the planner; a malformed answer is :class:`UnusableAnswer`."""
@@ -196,6 +206,7 @@ async def get_logs_range(
         lane=lane,
         retry_if=range_error_retry,
         max_tries=1_000_000,  # a window is never given up: the breaker paces the retries
+        min_head=min_head,
     )
     if not isinstance(answer, list):
         raise UnusableAnswer(f"eth_getLogs {window} answered {str(answer)[:80]}")
@@ -205,34 +216,48 @@ async def get_logs_range(
         raise UnusableAnswer(f"eth_getLogs {window}: {error}") from None
 
 
-async def _headers(endpoint: Endpoint, first: int, last: int) -> list[Head]:
+async def _headers(
+    endpoint: Endpoint, first: int, last: int, min_head: int | None = None
+) -> list[Head]:
     """The headers ``first..last`` by number, a few requests at a time (oldest first)."""
     found: list[Head] = []
     for start in range(first, last + 1, HEADER_READS_IN_FLIGHT):
         numbers = range(start, min(last, start + HEADER_READS_IN_FLIGHT - 1) + 1)
         found.extend(
-            await asyncio.gather(*(get_header(endpoint, n, lane=Lane.BACKFILL) for n in numbers))
+            await asyncio.gather(
+                *(get_header(endpoint, n, lane=Lane.BACKFILL, min_head=min_head) for n in numbers)
+            )
         )
     return found
 
 
 async def read_window(
-    endpoint: Endpoint, log_filter: LogFilter, window: BlockRange, *, every_header_from: int
+    endpoint: Endpoint,
+    log_filter: LogFilter,
+    window: BlockRange,
+    *,
+    every_header_from: int,
+    min_head: int | None = None,
 ) -> WindowRead:
     """Read ``window``: its end header before its logs (a provider that lags answers ``null``
     there and is waited for), then its first header and every header from
     ``every_header_from`` on, which must link by parent hash up to the end header; the logs
-    must name the blocks of that chain at those heights."""
-    last = await get_header(endpoint, window.end, lane=Lane.BACKFILL)
-    logs = await get_logs_range(endpoint, log_filter, window)
+    must name the blocks of that chain at those heights.
+
+    ``min_head`` (SPEC §7): every read of the window goes only to a provider whose own head is
+    at least this (``window end + confirmations + 2``), so a lagging fallback never answers for
+    blocks it has not seen; reads that disagree (two providers' views) are read again."""
+    last = await get_header(endpoint, window.end, lane=Lane.BACKFILL, min_head=min_head)
+    logs = await get_logs_range(endpoint, log_filter, window, min_head=min_head)
     named: dict[int, str] = {}
     for log in logs:
         if named.setdefault(log.block_number, log.block_hash) != log.block_hash:
             raise ChainMoved(f"eth_getLogs {window} named two hashes for block {log.block_number}")
     linked_from = max(window.start, every_header_from)
-    chain = [*await _headers(endpoint, linked_from, window.end - 1), last]
+    chain = [*await _headers(endpoint, linked_from, window.end - 1, min_head), last]
     if linked_from > window.start:
-        chain.insert(0, await get_header(endpoint, window.start, lane=Lane.BACKFILL))
+        first = await get_header(endpoint, window.start, lane=Lane.BACKFILL, min_head=min_head)
+        chain.insert(0, first)
     for below, above in itertools.pairwise(chain):
         if above.number == below.number + 1 and above.parent_hash != below.hash:
             raise ChainMoved(f"block {above.number} does not link to block {below.number}")

@@ -165,7 +165,7 @@ class Backfill:
             ancestor = await self._retrying(
                 "finding the fork point",
                 lambda at=met.from_number: rewind(
-                    self._endpoint, self._state, at, lane=Lane.BACKFILL
+                    self._endpoint.pinned(), self._state, at, lane=Lane.BACKFILL
                 ),
             )
             start = ancestor.number + 1
@@ -232,7 +232,13 @@ class Backfill:
         progress.window(BlockRange(number, number), len(logs))
 
     async def _fetch(self, window: BlockRange, full_from: int) -> _Fetched:
-        read = await read_window(self._endpoint, self._filter, window, every_header_from=full_from)
+        read = await read_window(
+            self._endpoint,
+            self._filter,
+            window,
+            every_header_from=full_from,
+            min_head=window.end + self._near_head,
+        )
         named = dict(read.named)
         for header in read.headers:
             named[header.number] = header.hash

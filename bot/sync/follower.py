@@ -131,7 +131,8 @@ class Follower:
         )
         # walk down from the checkpoint itself: a stale head is no evidence against our chain,
         # and every height read on the way is evidence for the rollback
-        ancestor = await rewind(self._endpoint, self._state, checkpoint.number)
+        # one provider's hashes only: another one's `unknown block` is no evidence of a reorg
+        ancestor = await rewind(self._endpoint.pinned(), self._state, checkpoint.number)
         self.reorgs += 1
         if self.on_reorg is not None:
             self.on_reorg(checkpoint.number - ancestor.number, ancestor.number)
