@@ -64,174 +64,181 @@ class _Malformed(Exception):
     (the readers take only the bytes, not the log, so the hot path passes less around)."""
 
 
-def _uint(data: bytes, at: int, what: str) -> int:
-    if at + _WORD > len(data):
-        raise _Malformed(f"{what} at byte {at} is past the end of {len(data)} data bytes")
-    return int.from_bytes(data[at : at + _WORD], "big")
+# The readers name what they read as (field, of), e.g. ("owner", "alice's order"), and join the
+# two only when they raise: formatting a name on every read would cost a third of the decode.
 
 
-def _address(data: bytes, at: int, what: str) -> str:
+def _past_the_end(data: bytes, at: int, field: str, of: str) -> _Malformed:
+    return _Malformed(f"{field} of {of} at byte {at} is past the end of {len(data)} data bytes")
+
+
+def _address(data: bytes, at: int, field: str, of: str) -> str:
     if at + _WORD > len(data):
-        raise _Malformed(f"{what} at byte {at} is past the end of {len(data)} data bytes")
+        raise _past_the_end(data, at, field, of)
     if data[at : at + 12] != _ZERO_12:
-        raise _Malformed(f"{what} at byte {at} has non-zero address padding")
+        raise _Malformed(f"{field} of {of} at byte {at} has non-zero address padding")
     return checksum_address(data[at + 12 : at + _WORD])
 
 
-def _tail(data: bytes, base: int, head_end: int, at: int, what: str) -> int:
+def _tail(data: bytes, base: int, head_end: int, at: int, field: str, *, of: str) -> int:
     """Absolute position of the dynamic member whose offset (relative to ``base``, the start of
     the enclosing tuple or array body) is the word at ``at``; ``head_end`` ends that head."""
-    offset = _uint(data, at, f"offset of {what}")
-    if offset % _WORD:
-        raise _Malformed(f"offset of {what} at byte {at} ({offset}) is not a multiple of 32")
+    if at + _WORD > len(data):
+        raise _past_the_end(data, at, f"offset of {field}", of)
+    offset = int.from_bytes(data[at : at + _WORD], "big")
     position = base + offset
-    if position < head_end:
-        raise _Malformed(f"offset of {what} at byte {at} ({offset}) points into the head")
     # every dynamic member starts with at least one word (a length or a head field)
-    if position + _WORD > len(data):
-        raise _Malformed(
-            f"offset of {what} at byte {at} ({offset}) is past the end of {len(data)} data bytes"
-        )
+    if offset % _WORD or position < head_end or position + _WORD > len(data):
+        if offset % _WORD:
+            problem = "is not a multiple of 32"
+        elif position < head_end:
+            problem = "points into the head"
+        else:
+            problem = f"is past the end of {len(data)} data bytes"
+        raise _Malformed(f"offset of {field} of {of} at byte {at} ({offset}) {problem}")
     return position
 
 
-def _length(data: bytes, at: int, item_size: int, what: str) -> int:
-    """Length of the array or ``bytes`` at ``at``, bounded by the data after its length word."""
-    length = _uint(data, at, f"length of {what}")
+def _length(data: bytes, at: int, item_size: int, field: str, of: str) -> int:
+    """Length of the array or ``bytes`` at ``at`` (inside the data: checked by :func:`_tail`),
+    bounded by the data after its length word."""
+    length = int.from_bytes(data[at : at + _WORD], "big")
     room = len(data) - at - _WORD
     if length * item_size > room:
         raise _Malformed(
-            f"length of {what} at byte {at} ({length}) needs {length * item_size} bytes, "
-            f"{room} remain"
+            f"length of {field} of {of} at byte {at} ({length}) needs {length * item_size} "
+            f"bytes, {room} remain"
         )
     return length
 
 
-def _bytes(data: bytes, at: int, what: str) -> bytes:
-    length = _length(data, at, 1, what)
+def _bytes(data: bytes, at: int, field: str, of: str) -> bytes:
+    length = _length(data, at, 1, field, of)
     start = at + _WORD
     end = start + length
     padded_end = start + (length + _WORD - 1) // _WORD * _WORD
     if padded_end > len(data):
-        raise _Malformed(f"padding of {what} at byte {end} is past the end of the data")
+        raise _past_the_end(data, end, f"padding of {field}", of)
     if data[end:padded_end] != _ZERO_31[: padded_end - end]:
-        raise _Malformed(f"padding of {what} at byte {end} is not zero")
+        raise _Malformed(f"padding of {field} of {of} at byte {end} is not zero")
     return data[start:end]
 
 
-def _ios(data: bytes, at: int, what: str) -> tuple[IO, ...]:
-    count = _length(data, at, _IO_SIZE, what)
+def _ios(data: bytes, at: int, field: str, of: str) -> tuple[IO, ...]:
+    count = _length(data, at, _IO_SIZE, field, of)
     ios = []
     # the length check above keeps every slice of the loop inside the data
     for item in range(at + _WORD, at + _WORD + count * _IO_SIZE, _IO_SIZE):
         if data[item : item + 12] != _ZERO_12:
-            raise _Malformed(f"token of {what} at byte {item} has non-zero address padding")
+            raise _Malformed(f"a token of {field} of {of} at byte {item} has non-zero padding")
         if data[item + _WORD : item + 63] != _ZERO_31:
-            raise _Malformed(f"decimals of {what} at byte {item + _WORD} is not a uint8")
+            raise _Malformed(f"decimals of {field} of {of} at byte {item + 32} is not a uint8")
         ios.append(
             IO(
-                token=checksum_address(data[item + 12 : item + _WORD]),
-                decimals=data[item + 63],
-                vault_id=int.from_bytes(data[item + 64 : item + _IO_SIZE], "big"),
+                checksum_address(data[item + 12 : item + _WORD]),
+                data[item + 63],
+                int.from_bytes(data[item + 64 : item + _IO_SIZE], "big"),
             )
         )
     return tuple(ios)
 
 
-def _order(data: bytes, at: int, what: str) -> Order:
+def _order(data: bytes, at: int, of: str) -> Order:
     head_end = at + _ORDER_HEAD
     if head_end > len(data):
-        raise _Malformed(f"head of {what} at byte {at} is past the end of {len(data)} data bytes")
-    owner = _address(data, at, f"owner of {what}")
-    evaluable = _tail(data, at, head_end, at + _WORD, f"evaluable of {what}")
-    inputs = _tail(data, at, head_end, at + 2 * _WORD, f"valid inputs of {what}")
-    outputs = _tail(data, at, head_end, at + 3 * _WORD, f"valid outputs of {what}")
+        raise _past_the_end(data, at, "head", of)
+    owner = _address(data, at, "owner", of)
+    evaluable = _tail(data, at, head_end, at + _WORD, "evaluable", of=of)
+    inputs = _tail(data, at, head_end, at + 2 * _WORD, "valid inputs", of=of)
+    outputs = _tail(data, at, head_end, at + 3 * _WORD, "valid outputs", of=of)
     evaluable_end = evaluable + _EVALUABLE_HEAD
     if evaluable_end > len(data):
-        raise _Malformed(f"evaluable of {what} at byte {evaluable} is past the end of the data")
-    bytecode = _tail(data, evaluable, evaluable_end, evaluable + 2 * _WORD, f"bytecode of {what}")
+        raise _past_the_end(data, evaluable, "evaluable", of)
+    bytecode = _tail(data, evaluable, evaluable_end, evaluable + 2 * _WORD, "bytecode", of=of)
     return Order(
-        owner=owner,
-        interpreter=_address(data, evaluable, f"interpreter of {what}"),
-        store=_address(data, evaluable + _WORD, f"store of {what}"),
-        bytecode=_bytes(data, bytecode, f"bytecode of {what}"),
-        valid_inputs=_ios(data, inputs, f"valid inputs of {what}"),
-        valid_outputs=_ios(data, outputs, f"valid outputs of {what}"),
-        nonce=data[at + 4 * _WORD : head_end],
+        owner,
+        _address(data, evaluable, "interpreter", of),
+        _address(data, evaluable + _WORD, "store", of),
+        _bytes(data, bytecode, "bytecode", of),
+        _ios(data, inputs, "valid inputs", of),
+        _ios(data, outputs, "valid outputs", of),
+        data[at + 4 * _WORD : head_end],  # nonce: bytes32, any value
     )
 
 
 def _check_signed_contexts(data: bytes, at: int) -> None:
     """Validate a ``SignedContextV1[]`` without building it (the events do not keep it)."""
-    count = _length(data, at, _WORD, "signed contexts")  # one offset word per item at least
+    count = _length(data, at, _WORD, "signed contexts", "the config")  # an offset word per item
     body = at + _WORD
     body_head_end = body + count * _WORD
     for index in range(count):
-        what = f"signed context {index}"
-        item = _tail(data, body, body_head_end, body + index * _WORD, what)
+        of = f"signed context {index}"  # a rare path: most takes carry no signed context
+        item = _tail(data, body, body_head_end, body + index * _WORD, of, of="signed contexts")
         item_head_end = item + _SIGNED_CONTEXT_HEAD
         if item_head_end > len(data):
-            raise _Malformed(f"{what} at byte {item} is past the end of the data")
-        _address(data, item, f"signer of {what}")
-        context = _tail(data, item, item_head_end, item + _WORD, f"context of {what}")
-        _length(data, context, _WORD, f"context of {what}")  # uint256[]: any word is valid
-        signature = _tail(data, item, item_head_end, item + 2 * _WORD, f"signature of {what}")
-        _bytes(data, signature, f"signature of {what}")
+            raise _past_the_end(data, item, "head", of)
+        _address(data, item, "signer", of)
+        context = _tail(data, item, item_head_end, item + _WORD, "context", of=of)
+        _length(data, context, _WORD, "context", of)  # uint256[]: any word is a valid item
+        signature = _tail(data, item, item_head_end, item + 2 * _WORD, "signature", of=of)
+        _bytes(data, signature, "signature", of)
 
 
 def _take_order(data: bytes) -> TakeOrderEvent:
     if len(data) < _TAKE_HEAD:
-        raise _Malformed(f"TakeOrderV2 head needs {_TAKE_HEAD} bytes, data has {len(data)}")
-    sender = _address(data, 0, "sender")
-    config = _tail(data, 0, _TAKE_HEAD, _WORD, "the take-order config")
+        raise _past_the_end(data, 0, "head", "TakeOrderV2")
+    sender = _address(data, 0, "sender", "TakeOrderV2")
+    config = _tail(data, 0, _TAKE_HEAD, _WORD, "the config", of="TakeOrderV2")
     config_head_end = config + _TAKE_CONFIG_HEAD
     if config_head_end > len(data):
-        raise _Malformed(f"take-order config at byte {config} is past the end of the data")
-    order = _tail(data, config, config_head_end, config, "the order")
-    signed_context = _tail(data, config, config_head_end, config + 3 * _WORD, "signed contexts")
-    _check_signed_contexts(data, signed_context)
+        raise _past_the_end(data, config, "head", "the config")
+    order = _tail(data, config, config_head_end, config, "the order", of="the config")
+    signed_contexts = _tail(
+        data, config, config_head_end, config + 3 * _WORD, "signed contexts", of="the config"
+    )
+    _check_signed_contexts(data, signed_contexts)
     return TakeOrderEvent(
-        sender=sender,
-        order=_order(data, order, "the order"),
-        input_io_index=int.from_bytes(data[config + _WORD : config + 2 * _WORD], "big"),
-        output_io_index=int.from_bytes(data[config + 2 * _WORD : config + 3 * _WORD], "big"),
-        input=int.from_bytes(data[2 * _WORD : 3 * _WORD], "big"),
-        output=int.from_bytes(data[3 * _WORD : _TAKE_HEAD], "big"),
+        sender,
+        _order(data, order, "the order"),
+        int.from_bytes(data[config + _WORD : config + 2 * _WORD], "big"),  # inputIOIndex
+        int.from_bytes(data[config + 2 * _WORD : config + 3 * _WORD], "big"),  # outputIOIndex
+        int.from_bytes(data[2 * _WORD : 3 * _WORD], "big"),  # input
+        int.from_bytes(data[3 * _WORD : _TAKE_HEAD], "big"),  # output
     )
 
 
 def _clear(data: bytes) -> ClearEvent:
     if len(data) < _CLEAR_HEAD:
-        raise _Malformed(f"ClearV2 head needs {_CLEAR_HEAD} bytes, data has {len(data)}")
-    sender = _address(data, 0, "sender")
+        raise _past_the_end(data, 0, "head", "ClearV2")
+    sender = _address(data, 0, "sender", "ClearV2")
     # stricter than eth_abi (see the module docstring): the orders start after all 9 head words
-    alice = _tail(data, 0, _CLEAR_HEAD, _WORD, "alice's order")
-    bob = _tail(data, 0, _CLEAR_HEAD, 2 * _WORD, "bob's order")
-    a_in, a_out, b_in, b_out, a_bounty, b_bounty = (
-        int.from_bytes(data[at : at + _WORD], "big") for at in range(3 * _WORD, _CLEAR_HEAD, _WORD)
-    )
+    alice = _tail(data, 0, _CLEAR_HEAD, _WORD, "alice's order", of="ClearV2")
+    bob = _tail(data, 0, _CLEAR_HEAD, 2 * _WORD, "bob's order", of="ClearV2")
     return ClearEvent(
-        sender=sender,
-        alice=_order(data, alice, "alice's order"),
-        bob=_order(data, bob, "bob's order"),
-        alice_input_io_index=a_in,
-        alice_output_io_index=a_out,
-        bob_input_io_index=b_in,
-        bob_output_io_index=b_out,
-        alice_bounty_vault_id=a_bounty,
-        bob_bounty_vault_id=b_bounty,
+        sender,
+        _order(data, alice, "alice's order"),
+        _order(data, bob, "bob's order"),
+        # the ClearConfig, inline in the head: aliceInputIOIndex, aliceOutputIOIndex,
+        # bobInputIOIndex, bobOutputIOIndex, aliceBountyVaultId, bobBountyVaultId
+        int.from_bytes(data[3 * _WORD : 4 * _WORD], "big"),
+        int.from_bytes(data[4 * _WORD : 5 * _WORD], "big"),
+        int.from_bytes(data[5 * _WORD : 6 * _WORD], "big"),
+        int.from_bytes(data[6 * _WORD : 7 * _WORD], "big"),
+        int.from_bytes(data[7 * _WORD : 8 * _WORD], "big"),
+        int.from_bytes(data[8 * _WORD : _CLEAR_HEAD], "big"),
     )
 
 
 def _after_clear(data: bytes) -> AfterClearEvent:
     if len(data) < _AFTER_CLEAR_SIZE:
-        raise _Malformed(f"AfterClear needs {_AFTER_CLEAR_SIZE} bytes, data has {len(data)}")
+        raise _past_the_end(data, 0, "head", "AfterClear")
     return AfterClearEvent(
-        sender=_address(data, 0, "sender"),
-        alice_output=int.from_bytes(data[_WORD : 2 * _WORD], "big"),
-        bob_output=int.from_bytes(data[2 * _WORD : 3 * _WORD], "big"),
-        alice_input=int.from_bytes(data[3 * _WORD : 4 * _WORD], "big"),
-        bob_input=int.from_bytes(data[4 * _WORD : _AFTER_CLEAR_SIZE], "big"),
+        _address(data, 0, "sender", "AfterClear"),
+        # the ClearStateChange: aliceOutput, bobOutput, aliceInput, bobInput
+        int.from_bytes(data[_WORD : 2 * _WORD], "big"),
+        int.from_bytes(data[2 * _WORD : 3 * _WORD], "big"),
+        int.from_bytes(data[3 * _WORD : 4 * _WORD], "big"),
+        int.from_bytes(data[4 * _WORD : _AFTER_CLEAR_SIZE], "big"),
     )
 
 
