@@ -16,6 +16,9 @@ with ``int.from_bytes`` on 32-byte slices. Rules, each violation raising
   lengths, signature padding) but not built: the event does not keep it;
 - bytes after the encoding are ignored (as eth_abi does).
 
+Some bounds checks are implied by others (a head ends before its first tail, which is inside the
+data); they stay where they make the next slices visibly safe and the reason clearer.
+
 Stricter than eth_abi 6 in two cases only, both never produced by the Solidity ABI encoder, so
 a chain log decodes here exactly when it decodes there:
 
@@ -151,9 +154,8 @@ def _order(data: bytes, at: int, of: str) -> Order:
     evaluable = _tail(data, at, head_end, at + _WORD, "evaluable", of=of)
     inputs = _tail(data, at, head_end, at + 2 * _WORD, "valid inputs", of=of)
     outputs = _tail(data, at, head_end, at + 3 * _WORD, "valid outputs", of=of)
+    # the bytecode offset is the evaluable's last head word: reading it bounds the whole head
     evaluable_end = evaluable + _EVALUABLE_HEAD
-    if evaluable_end > len(data):
-        raise _past_the_end(data, evaluable, "evaluable", of)
     bytecode = _tail(data, evaluable, evaluable_end, evaluable + 2 * _WORD, "bytecode", of=of)
     return Order(
         owner,
@@ -175,8 +177,6 @@ def _check_signed_contexts(data: bytes, at: int) -> None:
         of = f"signed context {index}"  # a rare path: most takes carry no signed context
         item = _tail(data, body, body_head_end, body + index * _WORD, of, of="signed contexts")
         item_head_end = item + _SIGNED_CONTEXT_HEAD
-        if item_head_end > len(data):
-            raise _past_the_end(data, item, "head", of)
         _address(data, item, "signer", of)
         context = _tail(data, item, item_head_end, item + _WORD, "context", of=of)
         _length(data, context, _WORD, "context", of)  # uint256[]: any word is a valid item
@@ -190,12 +190,11 @@ def _take_order(data: bytes) -> TakeOrderEvent:
     sender = _address(data, 0, "sender", "TakeOrderV2")
     config = _tail(data, 0, _TAKE_HEAD, _WORD, "the config", of="TakeOrderV2")
     config_head_end = config + _TAKE_CONFIG_HEAD
-    if config_head_end > len(data):
-        raise _past_the_end(data, config, "head", "the config")
-    order = _tail(data, config, config_head_end, config, "the order", of="the config")
+    # the signed contexts' offset is the config's last head word: reading it bounds the head
     signed_contexts = _tail(
         data, config, config_head_end, config + 3 * _WORD, "signed contexts", of="the config"
     )
+    order = _tail(data, config, config_head_end, config, "the order", of="the config")
     _check_signed_contexts(data, signed_contexts)
     return TakeOrderEvent(
         sender,

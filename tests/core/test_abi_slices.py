@@ -293,6 +293,34 @@ def test_offset_past_the_end() -> None:
     assert "past the end" in _both_reject(abi.TOPIC_CLEAR_V2, data)
 
 
+def test_offsets_just_past_the_end() -> None:
+    # each offset in turn aimed at the first byte after the data: the reason names that offset
+    config = int.from_bytes(TAKE_DATA[32:64], "big")
+    order = config + int.from_bytes(TAKE_DATA[config : config + 32], "big")
+    evaluable = order + int.from_bytes(TAKE_DATA[order + 32 : order + 64], "big")
+    offsets = [
+        (32, 0, "the config"),
+        (config, config, "the order"),
+        (config + 96, config, "signed contexts"),
+        (order + 32, order, "evaluable"),
+        (order + 64, order, "valid inputs"),
+        (order + 96, order, "valid outputs"),
+        (evaluable + 64, evaluable, "bytecode"),
+    ]
+    for at, base, field in offsets:
+        data = _replace_word(TAKE_DATA, at, len(TAKE_DATA) - base)
+        reason = _both_reject(abi.TOPIC_TAKE_ORDER_V2, data)
+        assert f"offset of {field} " in reason
+        assert "past the end" in reason
+
+
+def test_truncated_padding_is_reported() -> None:
+    # the signature (65 bytes) is the last value: cutting its padding short is named as such
+    reason = _both_reject(abi.TOPIC_TAKE_ORDER_V2, TAKE_DATA[:-1])
+    assert "padding of signature" in reason
+    assert "past the end" in reason
+
+
 def test_offset_into_the_head() -> None:
     data = _replace_word(TAKE_DATA, 32, 96)  # the config would start at the `output` word
     assert "points into the head" in _both_reject(abi.TOPIC_TAKE_ORDER_V2, data)
