@@ -247,7 +247,7 @@ def decode_fast(raw: RawLog) -> TakeOrderEvent | ClearEvent | AfterClearEvent:
     unknown topic0 or malformed data (the rules in the module docstring), never returns None."""
     topic0 = raw.topic0.lower()
     data = raw.data
-    if type(data) is not bytes:
+    if not isinstance(data, bytes):
         # eth_abi takes bytes and bytearray; slices of a bytearray would not hash for the cache
         if not isinstance(data, bytearray):
             raise UndecodableLog(raw, f"data is {type(data).__name__}, not bytes")
