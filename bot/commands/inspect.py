@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.config import load
-from bot.store import queries, runtime
+from bot.store import queries
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,8 +27,6 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def _status(args: argparse.Namespace) -> int:
     loaded = load(args.config)
     report = queries.status(loaded.database_path, confirmations=loaded.settings.live.confirmations)
-    # what `run` last stored about its provider (never asked over the network here)
-    report.update(runtime.provider_fields(loaded.database_path))
     if args.json:
         print(json.dumps(report))
         return 0

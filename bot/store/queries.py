@@ -15,6 +15,7 @@ from typing import Any
 from bot.core import amounts
 from bot.store.connection import open_readonly
 from bot.store.ledger import PAUSE_REASONS_SQL, pause_reason_text
+from bot.store.runtime import read_provider_state
 
 RECENT_EXECUTIONS = 20
 
@@ -118,6 +119,7 @@ def status(db_path: str | Path, *, confirmations: int | None = None) -> dict[str
             str(k): json.loads(str(v))
             for k, v in conn.execute("SELECT key, value FROM broker_runtime")
         }
+        provider = read_provider_state(conn)
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -138,6 +140,9 @@ def status(db_path: str | Path, *, confirmations: int | None = None) -> dict[str
         "market_as_of": runtime.get("market_as_of"),
         "paused_reasons": paused,
         "decimals_mismatches": mismatches,
+        # what `run` last stored about its provider (never asked over the network here)
+        "provider": provider.provider,
+        "provider_trouble": provider.trouble,
     }
 
 
