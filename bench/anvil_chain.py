@@ -15,9 +15,10 @@ from pathlib import Path
 
 from bench.report import log
 from bot.devnet.anvil import AnvilProcess
+from bot.devnet.contracts import TxSender
 from bot.devnet.deploy import Deployment, deploy
 from bot.devnet.plan import US, PlannedTx, TakeFill, iter_fills
-from bot.devnet.rpc import JsonRpcClient, TxSender
+from bot.devnet.rpc import JsonRpcClient
 from bot.devnet.simulate import send_planned
 
 BUILD_GAS_LIMIT = "300000000"

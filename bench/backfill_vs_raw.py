@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.devnet.anvil import AnvilProcess
+from bot.devnet.contracts import TxSender
 from bot.devnet.deploy import Deployment, deploy
 from bot.devnet.plan import ClearFill, PlannedTx, TakeFill, iter_fills
-from bot.devnet.rpc import JsonRpcClient, TxSender
+from bot.devnet.rpc import JsonRpcClient
 from bot.devnet.simulate import send_planned
 
 FILLS_PER_TX = 16  # takes emit 1 log each, clears 2: ~20 logs per block on average

@@ -41,9 +41,10 @@ from bot.broker.alpaca import AlpacaBroker
 from bot.broker.dry_run import DryRunBroker
 from bot.config import load
 from bot.devnet.anvil import AnvilProcess
+from bot.devnet.contracts import TxSender
 from bot.devnet.deploy import deploy
 from bot.devnet.fake_alpaca import FakeAlpaca
-from bot.devnet.rpc import JsonRpcClient, TxSender
+from bot.devnet.rpc import JsonRpcClient
 from bot.devnet.simulate import send_planned
 from bot.engine.desk import Desk
 from bot.sync.runner import Runner, Session

@@ -30,9 +30,10 @@ from loguru import logger
 
 from bot.config import load
 from bot.devnet.anvil import AnvilProcess
+from bot.devnet.contracts import TxSender
 from bot.devnet.deploy import Deployment, deploy
 from bot.devnet.plan import US, PlannedTx, TakeFill, iter_fills
-from bot.devnet.rpc import JsonRpcClient, TxSender
+from bot.devnet.rpc import JsonRpcClient
 from bot.devnet.simulate import send_planned
 from bot.sync.runner import Runner
 
