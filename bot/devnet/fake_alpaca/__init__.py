@@ -1,4 +1,4 @@
-"""A local fake of the Alpaca Trading API v2 (``/work/shared/ALPACA.md``, SPEC §5), nasty parts
+"""A local fake of the Alpaca Trading API v2 (the public Alpaca docs; SPEC §5), nasty parts
 included, for tests and the local demo: a real aiohttp server on loopback.
 
 Modules: ``wire`` (formats and error bodies), ``orders`` (one order's life, pure), ``params``
