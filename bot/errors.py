@@ -36,6 +36,7 @@ Every error the bot raises on purpose is a :class:`BotError`; its branch tells t
     ├── EventProcessingError ············· this one queue event is marked failed, never dropped
     │   ├── NotATokenError                 an address without ERC-20 symbol()/decimals()
     │   ├── UndecodableLog                 unknown topic0 or invalid ABI data
+    │   ├── AbiLayoutError                 inside the slicing decoder: becomes UndecodableLog
     │   └── MissingTokenInfoError          (also KeyError) token metadata not fetched yet
     ├── BrokerError ······················ what a broker answered that is not an order status
     │   ├── BrokerRejected                 refused this order: nothing was placed
@@ -277,6 +278,11 @@ class OversizedBlockError(FatalError):
 
 class NotATokenError(EventProcessingError):
     """The address has no ERC-20 ``symbol()``/``decimals()``: retrying will not help."""
+
+
+class AbiLayoutError(EventProcessingError):
+    """Inside the slicing decoder: a layout rule broken at some depth (the readers take only
+    the bytes, not the log); ``decode_fast`` turns it into :class:`UndecodableLog`."""
 
 
 class UndecodableLog(EventProcessingError):

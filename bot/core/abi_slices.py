@@ -47,6 +47,7 @@ from bot.core.abi import (
     checksum_address,
 )
 from bot.core.model import RawLog
+from bot.errors import AbiLayoutError
 
 _WORD: Final = 32
 _IO_SIZE: Final = 3 * _WORD  # (address, uint8, uint256): static, inline in the array
@@ -62,9 +63,7 @@ _CLEAR_HEAD: Final = 9 * _WORD  # sender, offset(alice), offset(bob), ClearConfi
 _AFTER_CLEAR_SIZE: Final = 5 * _WORD  # sender, ClearStateChange (4 words)
 
 
-class _Malformed(Exception):
-    """Internal: a rule broken at some depth; :func:`decode_fast` turns it into UndecodableLog
-    (the readers take only the bytes, not the log, so the hot path passes less around)."""
+_Malformed = AbiLayoutError  # raised deep in the readers; decode_fast makes it UndecodableLog
 
 
 # The readers name what they read as (field, of), e.g. ("owner", "alice's order"), and join the
