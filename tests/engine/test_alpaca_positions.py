@@ -122,3 +122,22 @@ async def test_a_broker_down_at_start_holds_every_order_until_its_account_is_ver
     finally:
         await client.aclose()
         await later.stop()
+
+
+async def test_a_replaced_order_is_followed_to_its_replacement_and_booked_once(
+    open_engine: OpenEngine, enqueue: Enqueue, fills: Fills, at: AtAlpaca, db_path: Path
+) -> None:
+    fake, broker = at.fake, at.broker
+    fake.script("AAPL", "replace")
+    engine = await open_engine(broker=broker, poll_interval_s=0.0)
+    watch = BrokerWatch(engine, broker, WatchOptions(clock_every_s=0.0))
+    await watch.start()
+    await enqueue([fills.sell("3.5", "200")])
+    await settle(engine, fake, watch, fills.block)
+    first, second = fake.orders()
+    assert (first["status"], first["replaced_by"]) == ("replaced", second["id"])
+    assert (second["status"], second["filled_qty"]) == ("filled", "3")
+    assert rows(db_path, "SELECT status, filled_shares, broker_order_id FROM executions") == [
+        ("FILLED", "3", second["id"])
+    ]
+    assert fake.signed_filled("AAPL") == Decimal(3)
