@@ -58,7 +58,7 @@ PHASES: dict[str, tuple[str, str | None]] = {
 _WINDOW = re.compile(r"^blocks \d+-\d+ of \d+-\d+")
 _FILLED = re.compile(r"^execution \d+ FILLED")
 _BATCH = re.compile(r"^drain: booked \d+ events")
-DRAIN_BATCH_EVENTS = 25
+DRAIN_BATCH_EVENTS = 3  # small transactions keep the hand-off long enough to kill inside
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,8 @@ def test_sigkill_in_every_phase_then_same_books_as_a_clean_run(
     # backfill: killed after 4, 8 and 12 stored windows of this run
     for windows in (4, 8, 12):
         kills.append(_kill_inside(start(), "backfill", _windows(windows)))
-    # hand-off: the first of these runs completes the backfill; kills after 5/10/15 batches
-    for index, batches in enumerate((5, 10, 15)):
+    # hand-off: the first of these runs completes the backfill; kills after 30/60/90 batches
+    for index, batches in enumerate((30, 60, 90)):
         bot = start()
         kills.append(_kill_inside(bot, "hand-off", _batches(batches)))
         if index == 0:
