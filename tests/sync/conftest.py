@@ -1,5 +1,5 @@
 """Fixtures shared by the backfill-reorg tests: a reorg-injecting proxy in front of the test
-chain, and a backfill rig (store + backfill + follower) talking through it."""
+chain, a backfill rig (store + backfill + follower) talking through it, and short retries."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import bot.sync.backfill as backfill_module
 from tests.support.chain import Chain
 from tests.support.reorg_proxy import ReorgProxy
 from tests.support.reorg_rig import Rig, open_rig
@@ -26,3 +27,9 @@ async def proxy(chain: Chain) -> AsyncIterator[ReorgProxy]:
 async def rig(chain: Chain, proxy: ReorgProxy, tmp_path: Path) -> AsyncIterator[Rig]:
     async with open_rig(chain, proxy.url, tmp_path / "bot.db") as opened:
         yield opened
+
+
+@pytest.fixture
+def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting window retries within half a second (30 s in production)."""
+    monkeypatch.setattr(backfill_module, "RETRY_MAX_S", 0.5)

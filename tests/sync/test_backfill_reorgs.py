@@ -44,13 +44,8 @@ from tests.support.reorg_rig import (
     tip,
 )
 
+pytestmark = pytest.mark.usefixtures("short_backoff")
 PLAN_SEED = 31
-
-
-@pytest.fixture(autouse=True)
-def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A waiting window retries within half a second here (30 s in production)."""
-    monkeypatch.setattr(backfill_module, "RETRY_MAX_S", 0.5)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import asyncio
 import pytest
 from loguru import logger
 
-import bot.sync.backfill as backfill_module
 from bot.chain.blocks import get_header
 from bot.chain.parse import parse_log
 from bot.devnet.plan import make_plan
@@ -35,13 +34,8 @@ from tests.support.reorg_rig import (
     tip,
 )
 
+pytestmark = pytest.mark.usefixtures("short_backoff")
 PLAN_SEED = 32
-
-
-@pytest.fixture(autouse=True)
-def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A waiting window retries within half a second here (30 s in production)."""
-    monkeypatch.setattr(backfill_module, "RETRY_MAX_S", 0.5)
 
 
 @pytest.fixture
