@@ -170,13 +170,21 @@ class Accumulator:
         if trade_id in self._lot_index:
             raise ValueError(f"trade {trade_id} already opened a lot")
         position = self._position_for(trade.ticker)
+        # open quantity lies in one direction only and sums to the unhedged position, so the
+        # unhedged sign tells whether there is any to close: a backlog of fills in one
+        # direction then costs O(1) per fill, not a scan of every open lot
+        unhedged = position.unhedged
+        against = unhedged < 0 if trade.direction is Direction.BUY else unhedged > 0
         position.onchain_net = amounts.add(
             position.onchain_net, signed(trade.direction, trade.shares)
         )
         self._dirty_positions[trade.ticker] = position
-        portions, remaining = take_oldest(
-            self._lots.get(trade.ticker, []), trade.direction.opposite, trade.shares
-        )
+        portions: list[tuple[Lot, Decimal]] = []
+        remaining = trade.shares
+        if against:
+            portions, remaining = take_oldest(
+                self._lots.get(trade.ticker, []), trade.direction.opposite, trade.shares
+            )
         for lot, quantity in portions:
             lot.closed = amounts.add(lot.closed, quantity)
             self._dirty_lots[lot.trade_id] = lot
@@ -184,7 +192,7 @@ class Accumulator:
             lot = Lot(trade_id, trade.ticker, trade.direction, remaining, trade.price_usdc)
             self._insert_lot(lot)
             self._dirty_lots[trade_id] = lot
-        self._prune(trade.ticker)
+        self._forget_closed(trade.ticker, [lot for lot, _quantity in portions])
 
     def maybe_hedge(
         self,
@@ -436,6 +444,25 @@ class Accumulator:
     def _insert_lot(self, lot: Lot) -> None:
         bisect.insort(self._lots.setdefault(lot.ticker, []), lot, key=_lot_key)
         self._lot_index[lot.trade_id] = lot
+
+    def _forget_closed(self, ticker: str, touched: list[Lot]) -> None:
+        """:meth:`_prune` for a fill: only the lots it closed can have nothing open now."""
+        execution_id = self._in_flight_by_ticker.get(ticker)
+        keep_ids = set() if execution_id is None else {x.lot_id for x in self._links[execution_id]}
+        dead = {lot.trade_id for lot in touched if lot.open <= 0 and lot.trade_id not in keep_ids}
+        if not dead:
+            return
+        lots = self._lots[ticker]
+        # a fill closes the oldest lots: they sit at the front, so the scan stops early
+        positions: list[int] = []
+        for position, lot in enumerate(lots):
+            if lot.trade_id in dead:
+                positions.append(position)
+                if len(positions) == len(dead):
+                    break
+        for position in reversed(positions):
+            del self._lot_index[lots[position].trade_id]
+            del lots[position]
 
     def _prune(self, ticker: str) -> None:
         """Forget lots with nothing open and no in-flight link (they stay in the database)."""

@@ -235,7 +235,7 @@ class ChainStore:
             await self._conn.execute(
                 "UPDATE events SET status = 'pending', inclusion = inclusion + 1,"
                 " block_number = ?, block_hash = ?, tx_index = ?, topic0 = ?, data = ?,"
-                " reason = NULL, attempts = 0, is_ours = NULL, updated_at = ?"
+                " reason = NULL, attempts = 0, is_ours = NULL, owners = NULL, updated_at = ?"
                 " WHERE tx_hash = ? AND log_index = ?",
                 (
                     log.block_number,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import aiosqlite
 from loguru import logger
 
+from bot.core.abi import UndecodableLog, order_owners
 from bot.core.model import EventStatus, RawLog
 from bot.errors import QueueRaceError
 from bot.store.txn import write_transaction
@@ -97,12 +98,22 @@ async def enqueue(conn: aiosqlite.Connection, logs: Iterable[RawLog]) -> Enqueue
     return EnqueueResult(inserted, len(live) - inserted, len(sightings))
 
 
+def owners_text(log: RawLog) -> str | None:
+    """The ``events.owners`` value of a log (migration 0007): its order owners, lowercase and
+    comma-separated ('' for an AfterClear), or None when its head cannot be read (the drain
+    then reads the row and fails it with the reason)."""
+    try:
+        return ",".join(owner.lower() for owner in order_owners(log))
+    except UndecodableLog:
+        return None
+
+
 async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], now: str) -> int:
-    """Insert the logs not queued yet (pending); returns how many were new."""
+    """Insert the logs not queued yet (pending), with their owners; returns how many were new."""
     before = conn.total_changes
     await conn.executemany(
         "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
-        " topic0, data, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " topic0, data, owners, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (tx_hash, log_index) DO NOTHING",
         [
             (
@@ -114,6 +125,7 @@ async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], 
                 log.address,
                 log.topic0,
                 log.data,
+                owners_text(log),
                 now,
                 now,
             )
@@ -174,6 +186,40 @@ async def pending_events(
         (up_to_block, limit),
     )
     return [_event(row) for row in rows]
+
+
+# a row that may be ours: its owners name us, or were not read when it was stored
+_MAYBE_OURS = "(owners IS NULL OR instr(owners, ?) > 0)"
+_NOT_OURS = "owners IS NOT NULL AND instr(owners, ?) = 0"
+
+
+async def pending_candidates(
+    conn: aiosqlite.Connection, *, owner: str, up_to_block: int, limit: int
+) -> list[QueuedEvent]:
+    """Like :func:`pending_events`, but only the rows that may be ``owner``'s (a lowercase
+    address): the rows stored with other owners are left to :func:`mark_others_processed_in_txn`."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE status = 'pending' AND block_number <= ?"
+        f" AND {_MAYBE_OURS} ORDER BY block_number, log_index LIMIT ?",
+        (up_to_block, owner, limit),
+    )
+    return [_event(row) for row in rows]
+
+
+async def mark_others_processed_in_txn(
+    conn: aiosqlite.Connection, *, owner: str, through_block: int
+) -> int:
+    """Mark processed (not ours) every pending row at or below ``through_block`` whose stored
+    owners do not include ``owner`` (a lowercase address), in one statement; returns how many.
+
+    Such a row changes nothing but its mark, so the order of marking does not matter; a row the
+    live pump marked removed meanwhile is no longer pending and is left alone."""
+    cursor = await conn.execute(
+        "UPDATE events SET status = 'processed', is_ours = 0, reason = NULL, updated_at = ?"
+        f" WHERE status = 'pending' AND block_number <= ? AND {_NOT_OURS}",
+        (now_text(), through_block, owner),
+    )
+    return cursor.rowcount
 
 
 async def get_event(conn: aiosqlite.Connection, event_id: int) -> QueuedEvent | None:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
-from engine_kit import SERVED, Enqueue, FakeChain, Fills, OpenEngine, dump, fast_options, rows
+import aiosqlite
+import pytest
+from engine_kit import (
+    OTHER_OWNER,
+    OWNER,
+    SERVED,
+    Enqueue,
+    FakeChain,
+    Fills,
+    OpenEngine,
+    dump,
+    fast_options,
+    rows,
+)
 
 from bot.broker.dry_run import DryRunBroker
 from bot.core.tokens import DEFAULT_RULES
@@ -272,3 +287,44 @@ async def test_an_event_found_below_the_processed_frontier_is_booked_late_and_re
         (1, 0), (2, 0), (4, 0), (5, 0), (6, 0), (3, 1),
     ]  # fmt: skip
     assert rows(db_path, "SELECT onchain_net FROM positions") == [("-3",)]  # still exact
+
+
+async def test_only_rows_that_may_be_ours_are_read_the_others_are_marked_in_bulk(
+    open_engine: OpenEngine,
+    enqueue: Enqueue,
+    fills: Fills,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logs = [
+        fills.sell("0.5", "200"),
+        fills.sell("7", "100", owner=OTHER_OWNER),
+        fills.sell("0.25", "200"),
+        fills.buy("9", "100", owner=OTHER_OWNER),
+        fills.sell("0.25", "200"),
+    ]
+    engine = await open_engine(batch_size=1)
+    await enqueue(logs)
+    assert [r[0] is not None and OWNER.lower() in r[0] for r in rows(
+        db_path, "SELECT owners FROM events ORDER BY id"
+    )] == [True, False, True, False, True]  # fmt: skip
+    # a row stored before owners were recorded (migration 0007) is read and checked as before
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE events SET owners = NULL WHERE id IN (3, 4)")
+    read: list[int] = []
+    real = queue.pending_candidates
+
+    async def spy(conn: aiosqlite.Connection, **kw: Any) -> list[queue.QueuedEvent]:
+        found = await real(conn, **kw)
+        read.extend(event.id for event in found)
+        return found
+
+    monkeypatch.setattr(queue, "pending_candidates", spy)
+    stats = await engine.drain(up_to_block=5)
+    assert 2 not in read and 4 in read  # the other owner's rows with owners: never read back
+    assert (stats.events, stats.ours, stats.trades, stats.executions) == (5, 3, 3, 1)
+    assert rows(db_path, "SELECT id, status, is_ours FROM events ORDER BY id") == [
+        (1, "processed", 1), (2, "processed", 0), (3, "processed", 1),
+        (4, "processed", 0), (5, "processed", 1),
+    ]  # fmt: skip
+    assert rows(db_path, "SELECT onchain_net, hedged FROM positions") == [("-1", "1")]

@@ -11,6 +11,16 @@ import pytest
 
 from bot.core.heads import BlockRef, Head
 from bot.core.model import EventStatus, RawLog
+from bot.devnet.synthetic import (
+    AAPL,
+    USDC,
+    At,
+    address_of,
+    clear_logs,
+    make_io,
+    make_order,
+    take_order_log,
+)
 from bot.store import admin, queue
 from bot.store.admin import AdminError
 from bot.store.chain_state import ChainStore
@@ -164,3 +174,28 @@ def test_pause_query_uses_the_attention_index(db_path: Path) -> None:
 
     plan = _rows(db_path, f"EXPLAIN QUERY PLAN {PAUSE_REASONS_SQL}")
     assert any("events_attention" in str(row[-1]) for row in plan), plan
+
+
+async def test_each_row_is_stored_with_the_owners_of_its_orders(
+    conn: aiosqlite.Connection, db_path: Path
+) -> None:
+    ours, theirs = address_of("owner-a"), address_of("owner-b")
+    take = take_order_log(
+        make_order(ours, [make_io(USDC)], [make_io(AAPL)]),
+        input=1,
+        output=2,
+        at=At(block_number=1),
+    )
+    clear, after = clear_logs(
+        make_order(theirs, [make_io(USDC)], [make_io(AAPL)]),
+        make_order(ours, [make_io(AAPL)], [make_io(USDC)]),
+        alice_input=1, alice_output=2, bob_input=2, bob_output=1,
+        at=At(block_number=2),
+    )  # fmt: skip
+    await queue.enqueue(conn, [take, clear, after, log(3, 0)])
+    assert _rows(db_path, "SELECT block_number, log_index, owners FROM events ORDER BY id") == [
+        (1, 0, ours.lower()),
+        (2, 0, f"{theirs.lower()},{ours.lower()}"),
+        (2, 1, ""),  # an AfterClear names no order
+        (3, 0, None),  # unknown topic0: the drain reads it and fails it with the reason
+    ]
