@@ -157,10 +157,14 @@ class Engine:
 
     # ------------------------------------------------------------------------------- drain
 
-    async def drain(self, up_to_block: int) -> DrainStats:
+    async def drain(self, up_to_block: int, *, hedge: bool = True) -> DrainStats:
         """One pass: book every pending event at or below ``up_to_block`` in (block, log_index)
         order, then decide the hedges. Also acts on admin marks (retry, skip, unpark) and
-        follows in-flight executions; call it periodically even when nothing new arrived."""
+        follows in-flight executions; call it periodically even when nothing new arrived.
+
+        ``hedge=False`` books without deciding: a pass that runs while a catch-up is still
+        fetching leaves the hedge to the pass after it, so the backlog stays one order per
+        ticker."""
         stats = DrainStats()
         await self.desk.follow_due(recheck_now=False)
         await self.transaction(self._compensate)
@@ -180,7 +184,9 @@ class Engine:
             # the others up to the batch's last block are marked with it, in one statement
             through = up_to_block if last else batch[-1].raw.block_number
             prepared = [await self._preparer.prepare(event) for event in batch]
-            created = await self._book(prepared, stats, decide=last, others_through=through)
+            created = await self._book(
+                prepared, stats, decide=last and hedge, others_through=through
+            )
             if last:
                 break
             logger.info(

@@ -26,6 +26,7 @@ from bot.chain.endpoint import RpcRules
 from bot.chain.transport import transport_for
 from bot.config import DEVNET_CHAIN_ID, LoadedConfig
 from bot.core.abi import ORDERBOOK_TOPICS
+from bot.core.ranges import BlockRange
 from bot.core.retry import delay_s
 from bot.core.tokens import SymbolRules
 from bot.engine.broker_watch import BrokerWatch
@@ -43,6 +44,7 @@ from bot.store.lock import InstanceLock
 from bot.store.runtime import ProviderState, save_provider_state
 from bot.sync import ops
 from bot.sync.backfill import Backfill, LogFilter, get_header
+from bot.sync.drain_behind import DrainBehind
 from bot.sync.follower import Follower
 
 T = TypeVar("T")
@@ -213,7 +215,9 @@ class Session:
 
     # --- the job's steps -------------------------------------------------------------------
 
-    def backfill(self) -> Backfill:
+    def backfill(
+        self, on_window: Callable[[BlockRange], Awaitable[None]] | None = None
+    ) -> Backfill:
         assert self.store is not None
         return Backfill(
             self.endpoint,
@@ -224,6 +228,7 @@ class Session:
             near_head_blocks=self.confirmations + 2,
             metrics=self.metrics,
             policy=self.span_policy,
+            on_window=on_window,
         )
 
     def follower(self) -> Follower:
@@ -354,12 +359,19 @@ class Session:
                 self._executions_seen[str(status)] = int(str(count))
         return pending, None if head_text is None else int(str(head_text))
 
-    async def run_backfill(self, start: int, end: int, *, head: int | None = None) -> int:
+    async def run_backfill(
+        self,
+        start: int,
+        end: int,
+        *,
+        head: int | None = None,
+        on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
+    ) -> int:
         """Backfill ``start..end``; returns the events fetched. Meanwhile, live events waiting
         above ``end`` beyond ``live.backlog_warn`` are warned about (SPEC §10)."""
         watcher = asyncio.create_task(self._watch_backlog(end), name="backlog-watch")
         try:
-            result = await self.backfill().run(start, end, head=head)
+            result = await self.backfill(on_window).run(start, end, head=head)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -404,7 +416,17 @@ async def backfill_command(
                     from_block,
                     start,
                 )
-            events = await session.run_backfill(start, end, head=head) if end >= start else 0
+            events = 0
+            if end >= start:
+                assert session.engine is not None and session.store is not None
+                behind = DrainBehind(session.engine, session.store, end)
+                events = await session.run_backfill(
+                    start, end, head=head, on_window=behind.on_window
+                )
+                logger.info(
+                    "drained {} events behind the backfill in {} passes", behind.events,
+                    behind.passes,
+                )  # fmt: skip
             bound = await session.drain(up_to=end)
             summary: dict[str, Any] = {
                 "from": start,
