@@ -89,8 +89,7 @@ class Engine:
         self._acc = self._new_accumulator(ledger.AccumulatorState(1, [], [], [], []))
         self._pause_ids: set[int] = set()
         self.desk = Desk(self, broker, options.desk)
-        self._owner = meta.served.order_owner.lower()
-        self._frontier = -1  # the highest block of a processed event (SPEC §10: late events)
+        self._frontier = -1  # the highest block of a processed event of ours (SPEC §10: late)
         self.on_late: Callable[[Prepared, list[str]], None] | None = None
         self._late: list[tuple[Prepared, list[str]]] = []  # reported once committed
 
@@ -169,30 +168,26 @@ class Engine:
         await self.desk.follow_due(recheck_now=False)
         await self.transaction(self._compensate)
         rows = await self._conn.execute_fetchall(
-            "SELECT COALESCE(MAX(block_number), -1) FROM events WHERE status = 'processed'"
+            "SELECT COALESCE(MAX(block_number), -1) FROM events INDEXED BY events_ours_processed"
+            " WHERE status = 'processed' AND is_ours = 1"
         )
         self._frontier = int(next(iter(rows))[0])
         limit = self._options.batch_size
         while True:
-            # only the rows that may be ours are read back (owners stored with each row); one
+            # only the rows that may be ours are pending (the others are stored processed); one
             # more than a batch, so the last batch is known and takes the decision along
-            events = await queue.pending_candidates(
-                self._conn, owner=self._owner, up_to_block=up_to_block, limit=limit + 1
+            events = await queue.pending_events(
+                self._conn, up_to_block=up_to_block, limit=limit + 1
             )
             last = len(events) <= limit
-            batch = events[:limit]
-            # the others up to the batch's last block are marked with it, in one statement
-            through = up_to_block if last else batch[-1].raw.block_number
-            prepared = [await self._preparer.prepare(event) for event in batch]
-            created = await self._book(
-                prepared, stats, decide=last and hedge, others_through=through
-            )
+            prepared = [await self._preparer.prepare(event) for event in events[:limit]]
+            created = await self._book(prepared, stats, decide=last and hedge)
             if last:
                 break
             logger.info(
                 "drain: booked {} events up to block {} ({} of ours so far), more pending",
                 stats.events,
-                through,
+                prepared[-1].event.raw.block_number,
                 stats.ours,
             )
         stats.executions += len(created)
@@ -205,47 +200,26 @@ class Engine:
         return []
 
     async def _book(
-        self, prepared: list[Prepared], stats: DrainStats, *, decide: bool, others_through: int
+        self, prepared: list[Prepared], stats: DrainStats, *, decide: bool
     ) -> list[Execution]:
-        """Book a batch in one transaction, with the marks of the rows of other owners up to
-        block ``others_through``: all at once, or — when something in it fails — again event
-        by event, where a bad event is isolated and marked failed."""
+        """Book a batch in one transaction: all at once, or — when something in it fails —
+        again event by event, where a bad event is isolated and marked failed."""
         batch = DrainStats()
-        at_once = partial(self._book_at_once, prepared, batch, decide)
         try:
-            created = await self.transaction(
-                partial(self._with_others, others_through, batch, at_once)
-            )
+            created = await self.transaction(partial(self._book_at_once, prepared, batch, decide))
         except TransientError:
             raise
         except Exception as exc:
             logger.warning("a batch could not be booked at once ({}): event by event", exc)
             self._late = []
             batch = DrainStats()
-            one_by_one = partial(self._book_batch, prepared, batch, decide)
-            created = await self.transaction(
-                partial(self._with_others, others_through, batch, one_by_one)
-            )
+            created = await self.transaction(partial(self._book_batch, prepared, batch, decide))
         for name in ("events", "ours", "failed", "trades"):
             setattr(stats, name, getattr(stats, name) + getattr(batch, name))
         late, self._late = self._late, []
         for item, tickers in late:  # reported once committed
             if self.on_late is not None:
                 self.on_late(item, tickers)
-        return created
-
-    async def _with_others(
-        self,
-        through_block: int,
-        stats: DrainStats,
-        body: Callable[[], Awaitable[list[Execution]]],
-    ) -> list[Execution]:
-        """``body()``, then mark the rows of other owners up to ``through_block`` (counted in
-        ``stats``), in the caller's transaction."""
-        created = await body()
-        stats.events += await queue.mark_others_processed_in_txn(
-            self._conn, owner=self._owner, through_block=through_block
-        )
         return created
 
     async def _book_at_once(

@@ -108,12 +108,23 @@ def owners_text(log: RawLog) -> str | None:
         return None
 
 
+# A row whose stored owners do not include the database's order owner (meta, written when the
+# engine first opened it) is stored processed: the drain would only mark it, and that UPDATE
+# rewrites the whole row again. Without a recorded owner every row is stored pending.
+_OUR_OWNER = "(SELECT lower(value) FROM meta WHERE key = 'order_owner')"
+_STORED_NOT_OURS = f"?9 IS NOT NULL AND instr(?9, {_OUR_OWNER}) = 0"
+
+
 async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], now: str) -> int:
-    """Insert the logs not queued yet (pending), with their owners; returns how many were new."""
+    """Insert the logs not queued yet, with their owners: pending, or processed (not ours) when
+    their owners are known and do not include ours; returns how many were new."""
     before = conn.total_changes
     await conn.executemany(
         "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
-        " topic0, data, owners, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " topic0, data, owners, enqueued_at, updated_at, status, is_ours)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+        f" CASE WHEN {_STORED_NOT_OURS} THEN 'processed' ELSE 'pending' END,"
+        f" CASE WHEN {_STORED_NOT_OURS} THEN 0 END)"
         " ON CONFLICT (tx_hash, log_index) DO NOTHING",
         [
             (
@@ -186,40 +197,6 @@ async def pending_events(
         (up_to_block, limit),
     )
     return [_event(row) for row in rows]
-
-
-# a row that may be ours: its owners name us, or were not read when it was stored
-_MAYBE_OURS = "(owners IS NULL OR instr(owners, ?) > 0)"
-_NOT_OURS = "owners IS NOT NULL AND instr(owners, ?) = 0"
-
-
-async def pending_candidates(
-    conn: aiosqlite.Connection, *, owner: str, up_to_block: int, limit: int
-) -> list[QueuedEvent]:
-    """Like :func:`pending_events`, but only the rows that may be ``owner``'s (a lowercase
-    address): the rows stored with other owners are left to :func:`mark_others_processed_in_txn`."""
-    rows = await conn.execute_fetchall(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE status = 'pending' AND block_number <= ?"
-        f" AND {_MAYBE_OURS} ORDER BY block_number, log_index LIMIT ?",
-        (up_to_block, owner, limit),
-    )
-    return [_event(row) for row in rows]
-
-
-async def mark_others_processed_in_txn(
-    conn: aiosqlite.Connection, *, owner: str, through_block: int
-) -> int:
-    """Mark processed (not ours) every pending row at or below ``through_block`` whose stored
-    owners do not include ``owner`` (a lowercase address), in one statement; returns how many.
-
-    Such a row changes nothing but its mark, so the order of marking does not matter; a row the
-    live pump marked removed meanwhile is no longer pending and is left alone."""
-    cursor = await conn.execute(
-        "UPDATE events SET status = 'processed', is_ours = 0, reason = NULL, updated_at = ?"
-        f" WHERE status = 'pending' AND block_number <= ? AND {_NOT_OURS}",
-        (now_text(), through_block, owner),
-    )
-    return cursor.rowcount
 
 
 async def get_event(conn: aiosqlite.Connection, event_id: int) -> QueuedEvent | None:

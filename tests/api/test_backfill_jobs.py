@@ -18,7 +18,7 @@ import pytest
 from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
 from bot.store.connection import connect
-from bot.store.queue import enqueue
+from bot.store.queue import enqueue, owners_text
 from tests.api.api_kit import (
     TOKEN,
     GatedProxy,
@@ -142,8 +142,16 @@ async def test_a_job_adds_exactly_the_missing_events(
     rows = _rows(db_path, "SELECT tx_hash, log_index, status FROM events")
     assert {(tx, index) for tx, index, _ in rows} == {(log.tx_hash, log.log_index) for log in logs}
     assert len(rows) == len(logs)
+    # a log of another owner is stored processed (bot.store.queue): only ours wait pending
+    ours = chain.deployment.order_owner.lower()
+    owners = {(log.tx_hash, log.log_index): owners_text(log) for log in logs}
+    stored = {
+        key: "processed" if found is not None and ours not in found else "pending"
+        for key, found in owners.items()
+    }
+    assert set(stored.values()) == {"pending", "processed"}
     for tx, index, state in rows:
-        assert state == kept.get((tx, index), "pending"), (tx, index, state)
+        assert state == kept.get((tx, index), stored[(tx, index)]), (tx, index, state)
     assert _checkpoint(db_path) == checkpoint_before
 
 

@@ -49,6 +49,7 @@ class Seed:
     path: Path
     n_logs: int
     expected: tuple[ExpectedFill, ...]
+    stored_processed: int  # logs of other owners, stored processed (bot.store.queue)
 
 
 async def _fill_database(path: Path, logs: list[RawLog]) -> None:
@@ -64,17 +65,24 @@ async def _fill_database(path: Path, logs: list[RawLog]) -> None:
 
 def build_seed(path: Path, n_logs: int, *, seed: int) -> Seed:
     """A database file of ``n_logs`` pending synthetic events, its WAL folded into the file."""
-    txs = list(synthetic_transactions(n_logs, seed=seed))
+    # half of the transactions ours: the logs of other owners are stored processed, so the
+    # drain's work (and the kills' room) is the pending half
+    txs = list(synthetic_transactions(n_logs, seed=seed, ours_ratio=0.5))
     asyncio.run(_fill_database(path, [log for tx in txs for log in tx.logs]))
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         busy, log_frames, checkpointed = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         assert busy == 0 and log_frames == checkpointed, (busy, log_frames, checkpointed)
+        (stored_processed,) = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE status = 'processed'"
+        ).fetchone()
     finally:
         conn.close()
     wal = Path(f"{path}-wal")
     assert not wal.exists() or wal.stat().st_size == 0, "a copy would not be self-contained"
-    return Seed(path, n_logs, tuple(fill for tx in txs for fill in tx.expected))
+    return Seed(
+        path, n_logs, tuple(fill for tx in txs for fill in tx.expected), int(stored_processed)
+    )
 
 
 def copy_seed(seed: Seed, target: Path) -> Path:

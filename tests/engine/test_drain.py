@@ -220,7 +220,8 @@ async def test_not_ours_and_non_equity_pairs(
     )
     await enqueue([fills.sell("5", "200", owner=OTHER_OWNER), weth_pair])
     stats = await engine.drain(up_to_block=100)
-    assert (stats.events, stats.ours, stats.trades) == (2, 1, 0)
+    # the other owner's row was stored processed: the drain never sees it
+    assert (stats.events, stats.ours, stats.trades) == (1, 1, 0)
     assert rows(db_path, "SELECT status, is_ours FROM events ORDER BY id") == [
         ("processed", 0),
         ("processed", 1),
@@ -289,7 +290,7 @@ async def test_an_event_found_below_the_processed_frontier_is_booked_late_and_re
     assert rows(db_path, "SELECT onchain_net FROM positions") == [("-3",)]  # still exact
 
 
-async def test_only_rows_that_may_be_ours_are_read_the_others_are_marked_in_bulk(
+async def test_rows_of_other_owners_are_stored_processed_and_never_read_back(
     open_engine: OpenEngine,
     enqueue: Enqueue,
     fills: Fills,
@@ -305,24 +306,28 @@ async def test_only_rows_that_may_be_ours_are_read_the_others_are_marked_in_bulk
     ]
     engine = await open_engine(batch_size=1)
     await enqueue(logs)
-    assert [r[0] is not None and OWNER.lower() in r[0] for r in rows(
-        db_path, "SELECT owners FROM events ORDER BY id"
-    )] == [True, False, True, False, True]  # fmt: skip
-    # a row stored before owners were recorded (migration 0007) is read and checked as before
+    ours = OWNER.lower()
+    assert rows(db_path, f"SELECT id, status, is_ours, owners = '{ours}' FROM events") == [
+        (1, "pending", None, 1), (2, "processed", 0, 0), (3, "pending", None, 1),
+        (4, "processed", 0, 0), (5, "pending", None, 1),
+    ]  # fmt: skip
+    # rows stored before owners were recorded (migration 0007): read and checked as before
     with sqlite3.connect(db_path) as raw:
-        raw.execute("UPDATE events SET owners = NULL WHERE id IN (3, 4)")
+        raw.execute(
+            "UPDATE events SET owners = NULL, status = 'pending', is_ours = NULL WHERE id IN (3, 4)"
+        )
     read: list[int] = []
-    real = queue.pending_candidates
+    real = queue.pending_events
 
     async def spy(conn: aiosqlite.Connection, **kw: Any) -> list[queue.QueuedEvent]:
         found = await real(conn, **kw)
         read.extend(event.id for event in found)
         return found
 
-    monkeypatch.setattr(queue, "pending_candidates", spy)
+    monkeypatch.setattr(queue, "pending_events", spy)
     stats = await engine.drain(up_to_block=5)
-    assert 2 not in read and 4 in read  # the other owner's rows with owners: never read back
-    assert (stats.events, stats.ours, stats.trades, stats.executions) == (5, 3, 3, 1)
+    assert sorted(set(read)) == [1, 3, 4, 5]  # row 2: never read back
+    assert (stats.events, stats.ours, stats.trades, stats.executions) == (4, 3, 3, 1)
     assert rows(db_path, "SELECT id, status, is_ours FROM events ORDER BY id") == [
         (1, "processed", 1), (2, "processed", 0), (3, "processed", 1),
         (4, "processed", 0), (5, "processed", 1),

@@ -58,7 +58,7 @@ PHASES: dict[str, tuple[str, str | None]] = {
 _WINDOW = re.compile(r"^blocks \d+-\d+ of \d+-\d+")
 _FILLED = re.compile(r"^execution \d+ FILLED")
 _BATCH = re.compile(r"^drain: booked \d+ events")
-DRAIN_BATCH_EVENTS = 3  # small transactions keep the hand-off long enough to kill inside
+DRAIN_BATCH_EVENTS = 1  # one event per transaction keeps the hand-off long enough to kill inside
 
 
 @dataclass(frozen=True)
