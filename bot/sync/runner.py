@@ -65,8 +65,7 @@ class Runner:
         self._first_block: asyncio.Future[int] | None = None
         self._feed: LiveFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []  # the current feed's pump and watchdog
-        # live: each hint's (and head's) by-hash log read starts as it arrives, not when due
-        self._ahead = LogsAhead(self.session.endpoint, self.session.log_filter)
+        self._ahead = LogsAhead(self.session.endpoint, self.session.log_filter)  # live reads
         self.api = ApiRuntime(  # the HTTP API and status page (SPEC §10)
             loaded,
             handoff_drained=lambda: self.live,
@@ -260,8 +259,6 @@ class Runner:
 
     async def _pump(self, feed: LiveFeed) -> None:
         """Move live messages into the queue at once (logs) or to the follower (heads)."""
-        store = self.session.store
-        assert store is not None
         while True:
             message = await feed.next()
             batch: list[LiveLog] = []
