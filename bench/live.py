@@ -12,7 +12,8 @@ timestamps plus wrappers installed on its classes for the run (observation only,
   notification's frame are read off the socket, before it waits in any queue);
 - **queued**: ``Runner._store_logs`` returned (the log is in the durable queue);
 - **head reconciled**: ``Session.drain`` entered for the pass that books it (after
-  ``Follower.on_head``: the head recorded, its logs re-fetched by hash, the checkpoint moved);
+  ``Follower.on_head``: its logs read by hash, a read started when the hint or the head
+  arrived, then checked and the checkpoint moved);
 - **booked**: ``Desk.run`` entered (the pass's last batch and its hedge decisions committed);
 - **order sent**: ``DryRunBroker.place`` / ``AlpacaBroker.place`` entered (the HTTP request to
   the fake is made inside it);
