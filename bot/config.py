@@ -141,6 +141,9 @@ class AlpacaSettings(_Section):
     api_secret: SecretStr = SecretStr("")
     poll_interval_s: float = Field(default=1, gt=0)
     timeout_s: float = Field(default=10, gt=0)
+    # the client's own budget (Alpaca allows 200 a minute per account); only a fake server or
+    # a raised quota justifies more
+    requests_per_minute: int = Field(default=200, gt=0)
 
 
 class BrokerSettings(_Section):

@@ -18,5 +18,6 @@ def build_broker(settings: Settings) -> Broker:
             key_id=alpaca.api_key_id.get_secret_value(),
             secret=alpaca.api_secret.get_secret_value(),
             timeout_s=alpaca.timeout_s,
+            requests_per_minute=alpaca.requests_per_minute,
         )
     return DryRunBroker()

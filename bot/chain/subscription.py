@@ -8,7 +8,6 @@ used once: after a drop the caller opens a new feed, re-subscribes and backfills
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from bot.errors import MalformedAnswer
 @dataclass(frozen=True, slots=True)
 class LiveLog:
     log: RawLog
-    received_at: float  # time.monotonic() when it came off the socket
+    received_at: float  # time.monotonic() when its frame was read off the socket (bot.chain.ws)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +109,11 @@ class LiveFeed:
         """The next message; raises :class:`~bot.errors.ConnectionLost` once the socket is gone."""
         while True:
             note = await self._connection.next_notification()
-            now = time.monotonic()
             try:
                 if note.subscription == self._logs_id:
-                    return LiveLog(parse_log(note.result), now)
+                    return LiveLog(parse_log(note.result), note.received_at)
                 if note.subscription == self._heads_id:
-                    return LiveHead(parse_head(note.result), now)
+                    return LiveHead(parse_head(note.result), note.received_at)
             except (MalformedAnswer, ValueError, TypeError) as exc:
                 return BadMessage(note.subscription, note.result, str(exc))
             logger.debug("notification for unknown subscription {}", note.subscription)

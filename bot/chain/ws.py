@@ -5,6 +5,10 @@ subscription notifications go to an unbounded queue. Nothing waits on the socket
 loop, so the deadlock web3 8 has (a full subscription buffer stops the reader while a call on the
 same socket waits for its answer) cannot happen here. A closed socket fails every waiting call
 with :class:`~bot.errors.TransientError` and ends the notification stream.
+
+Each notification carries ``received_at``: ``time.monotonic()`` when the bytes that completed its
+message were read off the socket (the event loop's ``data_received``), not when a consumer takes
+it from the queue, so time a message spends queued behind others is part of what it measures.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import websockets
 from loguru import logger
 from websockets.asyncio.client import ClientConnection
+from websockets.frames import DATA_OPCODES, Frame
 
 from bot.config import redact_url
 from bot.errors import (
@@ -37,15 +44,51 @@ __all__ = ["ConnectionLost", "Notification", "RpcError", "RpcUnavailableError", 
 class Notification:
     subscription: str
     result: Any
+    received_at: float  # time.monotonic() when its frame was read off the socket
 
 
 _CLOSED = object()
+
+
+class StampedConnection(ClientConnection):
+    """A client connection that notes when each data message's last frame was read.
+
+    ``data_received`` is the moment the event loop hands us bytes from the socket; every message
+    those bytes complete gets that stamp, in order, and the reader takes one per message it
+    receives (``websockets`` hands messages out in the order their frames were processed).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_at: deque[float] = deque()
+        self._chunk_at = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        self._chunk_at = time.monotonic()
+        super().data_received(data)
+
+    def process_event(self, event: Any) -> None:
+        if (
+            self.response is not None  # the handshake answer is no message
+            and isinstance(event, Frame)
+            and event.opcode in DATA_OPCODES
+            and event.fin
+        ):
+            self.read_at.append(self._chunk_at)
+        super().process_event(event)
+
+    def message_read_at(self) -> float:
+        """The stamp of the next message handed out (now, should the library ever skip us)."""
+        return self.read_at.popleft() if self.read_at else time.monotonic()
 
 
 class WsConnection:
     def __init__(self, url: str, socket: ClientConnection) -> None:
         self.url = url
         self._socket = socket
+        self._read_at = (
+            socket.message_read_at if isinstance(socket, StampedConnection) else time.monotonic
+        )
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._notifications: asyncio.Queue[Notification | object] = asyncio.Queue()
@@ -63,6 +106,7 @@ class WsConnection:
                 ping_interval=20,
                 ping_timeout=20,
                 close_timeout=1,  # a stream we close as dead must not hold the reconnect 10 s
+                create_connection=StampedConnection,
             )
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise ConnectionLost(f"cannot connect to {redact_url(url)}: {exc}") from None
@@ -121,7 +165,7 @@ class WsConnection:
     async def _read(self) -> None:
         try:
             async for raw in self._socket:
-                self._dispatch(json.loads(raw))
+                self._dispatch(json.loads(raw), self._read_at())
             self._finish(f"closed by peer (code {self._socket.close_code})")
         except websockets.WebSocketException as exc:
             self._finish(f"connection lost: {exc}")
@@ -129,10 +173,10 @@ class WsConnection:
             self._finish(f"undecodable message: {exc}")
             await self._socket.close()
 
-    def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, message: Any, received_at: float) -> None:
         if isinstance(message, list):  # a batch answer
             for item in message:
-                self._dispatch(item)
+                self._dispatch(item, received_at)
             return
         if not isinstance(message, dict):
             logger.warning("ignoring a non-object WebSocket message from {}", redact_url(self.url))
@@ -140,7 +184,7 @@ class WsConnection:
         if message.get("method") == "eth_subscription":
             params = message.get("params") or {}
             self._notifications.put_nowait(
-                Notification(str(params.get("subscription")), params.get("result"))
+                Notification(str(params.get("subscription")), params.get("result"), received_at)
             )
             return
         future = self._waiting.get(message.get("id", -1))

@@ -3,10 +3,18 @@ reconciled (its ``logsBloom``, else ``eth_getLogs{blockHash}``) before the check
 it. A hash that disagrees is a reorg: walk back to the fork point, roll the queue back to it
 (processed events get compensating trades from the drain), and reconcile the new branch
 (:mod:`bot.sync.forks`, shared with the backfill, which links its own moves the same way).
+
+The by-hash read of a head's logs may be started early (:class:`LogsAhead`: when a log hint or
+the head itself arrives), so its round trip overlaps the hint's commit instead of following it.
+An answer for a block hash is that block's logs whenever it is asked (a hash names one block's
+contents; a provider that does not know the hash answers an error, never ``[]``), so an early
+answer reconciles the head exactly as a late one would, and the same checks follow it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 
 from loguru import logger
@@ -21,7 +29,77 @@ from bot.errors import BlockReplaced, FatalError, MissingLogError, ReorgTooDeepE
 from bot.sync.backfill import Backfill
 from bot.sync.forks import MAX_REORG_DEPTH, ChainState, rewind, vouch
 
-__all__ = ["MAX_REORG_DEPTH", "ChainState", "Follower", "ReorgTooDeepError"]
+__all__ = ["MAX_REORG_DEPTH", "ChainState", "Follower", "LogsAhead", "ReorgTooDeepError"]
+
+LOOK_AHEAD_KEPT = 64
+"""Early reads kept waiting for their head; the oldest is cancelled past this (a hash that
+never becomes a head we reconcile, such as a block reorged away, must not pile up)."""
+
+
+class LogsAhead:
+    """``eth_getLogs{blockHash}`` started before the head is reconciled, taken once by hash.
+
+    Rules: one read per hash; :meth:`take` hands a read over (it is gone from here, so a retry
+    after a failed or short answer reads again); at most :data:`LOOK_AHEAD_KEPT` wait, the
+    oldest is cancelled beyond; :meth:`clear` cancels all (a closed feed, the end of ``run``).
+    A failed read raises where the follower awaits it, as the read it replaces would have.
+    """
+
+    def __init__(
+        self, endpoint: Endpoint, log_filter: LogFilter, *, kept: int = LOOK_AHEAD_KEPT
+    ) -> None:
+        self._endpoint = endpoint
+        self._filter = log_filter
+        self._kept = kept
+        self._reads: OrderedDict[str, asyncio.Task[list[RawLog]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._reads)
+
+    def start(self, block_hash: str, number: int) -> None:
+        """Read the logs of block ``block_hash`` (at height ``number``) unless already asked."""
+        if block_hash in self._reads:
+            return
+        read = asyncio.ensure_future(
+            get_logs_by_hash(self._endpoint, self._filter, block_hash, number=number)
+        )
+        read.add_done_callback(_retrieved)
+        self._reads[block_hash] = read
+        while len(self._reads) > self._kept:
+            _hash, oldest = self._reads.popitem(last=False)
+            oldest.cancel()
+
+    def note(self, item: RawLog | Head) -> None:
+        """Read ahead for a log hint's block, or for a head whose bloom may hold our logs (the
+        follower reads both when it reconciles the head)."""
+        if isinstance(item, Head):
+            if needs_logs(item, self._filter):
+                self.start(item.hash, item.number)
+        elif not item.removed:
+            self.start(item.block_hash, item.block_number)
+
+    def take(self, block_hash: str) -> asyncio.Task[list[RawLog]] | None:
+        return self._reads.pop(block_hash, None)
+
+    def clear(self) -> None:
+        reads = list(self._reads.values())
+        self._reads.clear()
+        for read in reads:
+            read.cancel()
+
+
+def _retrieved(read: asyncio.Task[list[RawLog]]) -> None:
+    # a read nobody takes (cancelled, or its head never came) must not be reported as an
+    # exception never retrieved; the one that is taken raises to its taker all the same
+    if not read.cancelled():
+        read.exception()
+
+
+def needs_logs(head: Head, log_filter: LogFilter) -> bool:
+    """Whether reconciling ``head`` needs its logs read: no bloom, or one that may hold ours."""
+    return not head.logs_bloom or may_have_logs(
+        head.logs_bloom, log_filter.address, log_filter.topics
+    )
 
 
 class Follower:
@@ -39,6 +117,7 @@ class Follower:
         self._filter = log_filter
         self._backfill = backfill
         self.on_reorg: Callable[[int, int], None] | None = None  # (depth, fork point block)
+        self.ahead: LogsAhead | None = None  # reads started early, taken by hash when due
         self._gap_by_range_over = gap_by_range_over
         self.reorgs = 0
 
@@ -71,13 +150,18 @@ class Follower:
 
     async def _reconcile(self, head: Head) -> None:
         logs: list[RawLog] = []
+        early = self.ahead.take(head.hash) if self.ahead is not None else None
         try:
-            if not head.logs_bloom or may_have_logs(
-                head.logs_bloom, self._filter.address, self._filter.topics
-            ):
-                logs = await get_logs_by_hash(
-                    self._endpoint, self._filter, head.hash, number=head.number
+            if needs_logs(head, self._filter):
+                logs = await (
+                    early
+                    if early is not None
+                    else get_logs_by_hash(
+                        self._endpoint, self._filter, head.hash, number=head.number
+                    )
                 )
+            elif early is not None:
+                early.cancel()
             # a queued row of this block the answer lacks is re-read, never dropped
             logs, _headers = await vouch(
                 self._endpoint,

@@ -31,7 +31,7 @@ from bot.core.heads import Head
 from bot.core.retry import delay_s
 from bot.errors import FatalError, SubscriptionLost, is_provider_trouble
 from bot.metrics import Metrics, MetricsServer
-from bot.sync.follower import Follower
+from bot.sync.follower import Follower, LogsAhead
 from bot.sync.session import Session, backfill_command
 
 __all__ = ["LiveClock", "Runner", "Session", "backfill_command"]
@@ -65,6 +65,7 @@ class Runner:
         self._first_block: asyncio.Future[int] | None = None
         self._feed: LiveFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []  # the current feed's pump and watchdog
+        self._ahead = LogsAhead(self.session.endpoint, self.session.log_filter)  # live reads
         self.api = ApiRuntime(  # the HTTP API and status page (SPEC §10)
             loaded,
             handoff_drained=lambda: self.live,
@@ -169,6 +170,7 @@ class Runner:
         feed, self._feed = self._feed, None
         if feed is not None:
             await feed.close()
+        self._ahead.clear()
 
     async def _subscribe(self) -> LiveFeed:
         """Open the feed on the first WebSocket URL that confirms both subscriptions, moving to
@@ -216,6 +218,7 @@ class Runner:
         """Follow heads until a stop request; :class:`SubscriptionLost` when the feed ends."""
         session = self.session
         follower = session.follower()
+        follower.ahead = self._ahead
         assert session.store is not None
         pump, watchdog = self._tasks
         retry: Head | None = None
@@ -256,12 +259,12 @@ class Runner:
 
     async def _pump(self, feed: LiveFeed) -> None:
         """Move live messages into the queue at once (logs) or to the follower (heads)."""
-        store = self.session.store
-        assert store is not None
         while True:
             message = await feed.next()
             batch: list[LiveLog] = []
             while True:
+                if self.live and not isinstance(message, BadMessage):  # overlaps the commits
+                    self._ahead.note(message.log if isinstance(message, LiveLog) else message.head)
                 if isinstance(message, LiveLog):
                     batch.append(message)
                 elif isinstance(message, LiveHead):
@@ -348,9 +351,10 @@ class Runner:
         store = self.session.store
         assert store is not None
         if head is not None:
-            await store.record_head(head)
             await follower.on_head(head)
         await self._drain_and_measure()
+        if head is not None:  # for `status`; after the drain, as it is no step towards a hedge
+            await store.record_head(head)
 
     async def _step_or_stop(self, step: Coroutine[Any, Any, None]) -> None:
         """Run ``step``; a stop request lets it finish for ``STOP_GRACE_S``, then cancels it (a
