@@ -6,9 +6,10 @@ Hedges are decided at the end of the pass, **in the same transaction as its last
 the net unhedged position of each ticker: one execution per ticker with nothing in flight and
 no blocking reason. So a backlog of any length becomes at most one order per ticker, and a live
 fill is hedged right after its block is drained. Each PENDING execution is committed before its
-broker call; the outcome is booked in the next transaction. An execution that ends while no pass
-runs re-checks its ticker at once; one that ends during a pass (its resolution came due at the
-pass's start) waits for the pass's end. The in-memory accumulator is persisted
+broker call; the outcome is booked in the next transaction. In-flight executions are followed
+after the pass has booked and hedged (a live fill never waits behind broker polls of earlier
+orders); one that ends then re-checks its ticker at once. Rows of other owners never reach the
+drain: they are stored processed (:mod:`bot.store.queue`). The in-memory accumulator is persisted
 (``take_changes()``) in the same transactions and rebuilt from the database whenever one rolls
 back.
 """
@@ -165,7 +166,6 @@ class Engine:
         fetching leaves the hedge to the pass after it, so the backlog stays one order per
         ticker."""
         stats = DrainStats()
-        await self.desk.follow_due(recheck_now=False)
         await self.transaction(self._compensate)
         rows = await self._conn.execute_fetchall(
             "SELECT COALESCE(MAX(block_number), -1) FROM events INDEXED BY events_ours_processed"
@@ -192,6 +192,10 @@ class Engine:
             )
         stats.executions += len(created)
         await self.desk.run(created)
+        # in-flight executions are asked about after booking, so a new fill never waits behind
+        # broker polls of earlier orders; one that ends now re-checks its ticker at once (but
+        # not in a pass that leaves the hedge to a later one)
+        await self.desk.follow_due(recheck_now=hedge)
         return stats
 
     async def _compensate(self) -> list[Execution]:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 from loguru import logger
 
@@ -31,8 +29,10 @@ from bot.core.heads import Head
 from bot.core.retry import delay_s
 from bot.errors import FatalError, SubscriptionLost, is_provider_trouble
 from bot.metrics import Metrics, MetricsServer
+from bot.sync.catch_up import backfill_command
 from bot.sync.follower import Follower, LogsAhead
-from bot.sync.session import Session, backfill_command
+from bot.sync.session import Session
+from bot.sync.stopping import step_or_stop
 
 __all__ = ["LiveClock", "Runner", "Session", "backfill_command"]
 
@@ -231,7 +231,7 @@ class Runner:
             head = retry or await self._next_head()
             retry = None
             try:
-                await self._step_or_stop(self._step(follower, head))
+                await step_or_stop(self._step(follower, head), self._stop, STOP_GRACE_S)
                 if failures:
                     await session.clear_trouble()
                 failures = 0
@@ -355,28 +355,6 @@ class Runner:
         await self._drain_and_measure()
         if head is not None:  # for `status`; after the drain, as it is no step towards a hedge
             await store.record_head(head)
-
-    async def _step_or_stop(self, step: Coroutine[Any, Any, None]) -> None:
-        """Run ``step``; a stop request lets it finish for ``STOP_GRACE_S``, then cancels it (a
-        step waiting out a dead provider could take minutes; every write it makes is one
-        atomic transaction, so a cancelled step leaves nothing half-done)."""
-        task = asyncio.ensure_future(step)
-        stopper = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                await asyncio.wait({task}, timeout=STOP_GRACE_S)
-            if not task.done():
-                logger.info("stop requested: cancelling the live step still waiting")
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                return
-            task.result()
-        finally:
-            stopper.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
 
     async def _next_head(self) -> Head | None:
         if not self._heads.empty():

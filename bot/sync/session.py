@@ -44,7 +44,6 @@ from bot.store.lock import InstanceLock
 from bot.store.runtime import ProviderState, save_provider_state
 from bot.sync import ops
 from bot.sync.backfill import Backfill, LogFilter, get_header
-from bot.sync.drain_behind import DrainBehind
 from bot.sync.follower import Follower
 
 T = TypeVar("T")
@@ -385,59 +384,3 @@ class Session:
             result.seconds,
         )
         return result.events
-
-
-async def backfill_command(
-    loaded: LoadedConfig, to_block: int | None, from_block: int | None = None
-) -> dict[str, Any]:
-    """``bot backfill [--from N] [--to M]``: catch up to M (default head - confirmations),
-    process everything up to it (SPEC §6: the checkpoint target is the drain's bound), exit.
-
-    ``--from`` below the checkpoint first re-scans ``N..`` up to the checkpoint into the queue,
-    like a backfill job (only what is missing is added; the checkpoint never moves back); it
-    never skips blocks above the checkpoint. Defaults: ``BACKFILL_START_HEIGHT`` /
-    ``BACKFILL_END_HEIGHT`` (seed 000's names)."""
-    to_block = loaded.backfill_to if to_block is None else to_block
-    from_block = loaded.backfill_from if from_block is None else from_block
-    session = Session(loaded, Metrics())
-    try:
-        await session.open()
-
-        async def catch_up() -> dict[str, Any]:
-            head = await session.calls.block_number()
-            end = head - session.confirmations if to_block is None else to_block
-            start = await session.verify_checkpoint()
-            rescan = None
-            if from_block is not None and from_block < start:
-                rescan = await session.rescan(from_block, min(start - 1, end))
-            elif from_block is not None and from_block > start:
-                logger.info(
-                    "--from {} is above the checkpoint: blocks are never skipped, starting at {}",
-                    from_block,
-                    start,
-                )
-            events = 0
-            if end >= start:
-                assert session.engine is not None and session.store is not None
-                behind = DrainBehind(session.engine, session.store, end)
-                events = await session.run_backfill(
-                    start, end, head=head, on_window=behind.on_window
-                )
-                logger.info(
-                    "drained {} events behind the backfill in {} passes", behind.events,
-                    behind.passes,
-                )  # fmt: skip
-            bound = await session.drain(up_to=end)
-            summary: dict[str, Any] = {
-                "from": start,
-                "to": end,
-                "events": events,
-                "processed_up_to": bound,
-            }
-            if rescan is not None:
-                summary["rescan"] = rescan
-            return summary
-
-        return await session.wait_out("backfilling", catch_up)
-    finally:
-        await session.close()
