@@ -22,15 +22,22 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+
+from bot.core.heads import BlockRef, Head
+from bot.core.model import RawLog
 from bot.devnet.plan import PlannedTx, expected_net, make_plan, our_share_deltas
 from bot.devnet.simulate import run_plan
+from bot.devnet.synthetic import ORDERBOOK, OWNER
+from bot.store.chain_state import ChainStore
+from bot.store.connection import ServedChain, connect, open_database
 from tests.store.wal_cut import FRAME_HEADER, Frame, WalLayout, cut_copy, open_copy, read_layout
 from tests.support.botproc import write_config
 from tests.support.chain import Chain
@@ -249,3 +256,68 @@ def test_a_wal_cut_back_in_the_backfill_is_fetched_again(chain: Chain, tmp_path:
             restarted = _state(conn)
         for table, rows in reference.items():
             assert restarted[table] == rows, f"{name}: {table} differs from the uncut run"
+
+
+def _hash(tag: str) -> str:
+    return "0x" + tag.encode().hex().ljust(64, "0")[:64]
+
+
+def _log(tx: str, block: int, block_hash: str, *, removed: bool = False) -> RawLog:
+    return RawLog(block, block_hash, _hash(tx), 0, 0, ORDERBOOK, "0x" + "11" * 32, b"\x01", removed)
+
+
+async def _level(conn: aiosqlite.Connection) -> str:
+    rows = list(await conn.execute_fetchall("PRAGMA synchronous"))
+    return {1: "NORMAL", 2: "FULL"}[int(rows[0][0])]
+
+
+async def test_the_chain_writer_relaxes_only_what_a_restart_fetches_again(tmp_path: Path) -> None:
+    served = ServedChain(31337, ORDERBOOK, OWNER, 0)
+    drain_conn, _meta = await open_database(tmp_path / "bot.db", served)
+    writer = await connect(tmp_path / "bot.db")
+    try:
+        store = ChainStore(writer)
+        assert await _level(writer) == "FULL"  # as every connection opens
+        steps: list[tuple[str, Callable[[], Awaitable[object]], str]] = [
+            ("store", lambda: store.store([_log("a", 5, _hash("B5"))]), "NORMAL"),
+            (
+                "record_blocks",
+                lambda: store.record_blocks([Head(5, _hash("B5"), _hash("B4"))]),
+                "NORMAL",
+            ),
+            ("advance", lambda: store.advance(Head(5, _hash("B5"), _hash("B4"))), "NORMAL"),
+            ("dead_letter", lambda: store.dead_letter("subscription", {"x": 1}, "bad"), "FULL"),
+            (
+                "reconcile",
+                lambda: store.reconcile(
+                    Head(6, _hash("B6"), _hash("B5")), [_log("b", 6, _hash("B6"))]
+                ),
+                "NORMAL",
+            ),
+            (
+                "hint above the checkpoint",
+                lambda: store.store_hint([_log("c", 7, _hash("B7"))]),
+                "NORMAL",
+            ),
+            ("late canonical hint", lambda: store.store_hint([_log("d", 6, _hash("B6"))]), "FULL"),
+            ("record_head", lambda: store.record_head(Head(7, _hash("B7"), _hash("B6"))), "NORMAL"),
+            ("off-chain late hint", lambda: store.store_hint([_log("e", 5, _hash("X5"))]), "FULL"),
+            (
+                "removed mark",
+                lambda: store.store_hint([_log("c", 7, _hash("B7"), removed=True)]),
+                "FULL",
+            ),
+            (
+                "rollback",
+                lambda: store.rollback(BlockRef(5, _hash("B5")), {6: _hash("Y6")}),
+                "NORMAL",
+            ),
+        ]
+        for name, step, level in steps:
+            await step()
+            assert await _level(writer) == level, name
+            assert await _level(drain_conn) == "FULL", name  # another connection: untouched
+        assert await store.checkpoint() == BlockRef(5, _hash("B5"))
+    finally:
+        await writer.close()
+        await drain_conn.close()
