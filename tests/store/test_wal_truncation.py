@@ -4,15 +4,16 @@ A power cut can then lose a suffix of the write-ahead log back to its last fsync
 commit (the drain's, the executions') makes: only commits of the chain writer that nobody acted
 on, the checkpoint moves among them, so a restart fetches the lost blocks again.
 
-The test: one chain with fills in two parts. ``bot backfill --to MID`` books the first part (its
-WAL folded into the database file); then, while a reader holds the WAL unfolded (a read
-transaction opened on the empty WAL: no checkpoint may copy a frame into the file while it lasts,
-none runs when the bot closes), ``bot backfill`` books the rest, so the WAL holds each commit of
-that run in order. Copies of the database with the WAL cut back into the backfill stand for what
-a power cut may leave: right after a commit, inside a transaction (short of its commit frame), and
-through the middle of a commit frame (a torn write). Each copy opens clean, its checkpoint below
-the uncut one and every commit of the drain's connection still there; ``bot backfill`` on it
-fetches from its checkpoint on and ends with exactly the rows of the uncut run.
+The test: ``bot backfill`` books a first part of the fills (its WAL folded into the database
+file when it exits); the rest are made while it is down; then, while a reader holds the WAL
+unfolded (a read transaction opened on the empty WAL: no checkpoint may copy a frame into the file
+while it lasts, none runs when the bot closes), ``bot backfill`` books the rest, so the WAL holds
+each commit of that run in order. Copies of the database with the WAL cut back into the backfill
+stand for what a power cut may leave: right after a commit, inside a transaction (short of its
+commit frame), and through the middle of a commit frame (a torn write). Each copy opens clean,
+its checkpoint below the uncut one and every commit of the drain's connection still there;
+``bot backfill`` on it fetches from its checkpoint on and ends with exactly the rows of the uncut
+run.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ def test_a_wal_cut_back_in_the_backfill_is_fetched_again(chain: Chain, tmp_path:
         assert at_cut.integrity == [("ok",)], (name, at_cut.integrity)
         # SQLite read the WAL exactly up to the last whole commit before the cut
         assert at_cut.pages == kept.db_pages, name
+        assert at_cut.checkpoint == probed[kept.index].checkpoint, name
         assert at_cut.drain_side == probed[kept.index].drain_side, name
         # the cut lost something (else this could not fail), and never the first run's work
         assert mid <= at_cut.checkpoint < head, (name, at_cut.checkpoint)
