@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -40,6 +41,7 @@ from loguru import logger
 
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
+from bot.store.connection import connect
 from bot.store.queue import enqueue, insert_new_in_txn, now_text
 from bot.store.txn import Synchronous, set_synchronous, write_transaction
 
@@ -61,6 +63,12 @@ class ChainStore:
         self._conn = conn
         self._lock = asyncio.Lock()
         self._synchronous: Synchronous | None = None  # as last set here (None: not yet)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> ChainStore:
+        """A store on a connection of its own (the levels it sets must not reach another
+        writer); close it with ``store.connection.close()``."""
+        return cls(await connect(path))
 
     @property
     def connection(self) -> aiosqlite.Connection:

@@ -38,7 +38,7 @@ from bot.devnet.plan import PlannedTx, expected_net, make_plan, our_share_deltas
 from bot.devnet.simulate import run_plan
 from bot.devnet.synthetic import ORDERBOOK, OWNER
 from bot.store.chain_state import ChainStore
-from bot.store.connection import ServedChain, connect, open_database
+from bot.store.connection import ServedChain, open_database
 from tests.store.wal_cut import FRAME_HEADER, Frame, WalLayout, cut_copy, open_copy, read_layout
 from tests.support.botproc import write_config
 from tests.support.chain import Chain
@@ -276,9 +276,9 @@ async def _level(conn: aiosqlite.Connection) -> str:
 async def test_the_chain_writer_relaxes_only_what_a_restart_fetches_again(tmp_path: Path) -> None:
     served = ServedChain(31337, ORDERBOOK, OWNER, 0)
     drain_conn, _meta = await open_database(tmp_path / "bot.db", served)
-    writer = await connect(tmp_path / "bot.db")
+    store = await ChainStore.open(tmp_path / "bot.db")
+    writer = store.connection
     try:
-        store = ChainStore(writer)
         assert await _level(writer) == "FULL"  # as every connection opens
         steps: list[tuple[str, Callable[[], Awaitable[object]], str]] = [
             ("store", lambda: store.store([_log("a", 5, _hash("B5"))]), "NORMAL"),
