@@ -17,6 +17,15 @@ hash (``reconcile``; ``advance`` over blocks recorded by ``record_blocks``; ``ro
 hashes the fork-point walk read) or when the provider sent it ``removed: true``. A row missing
 from an answer is never removed here. ``recent_blocks`` keeps the canonical hash of every block
 within ``RECENT_BLOCKS_KEPT`` of the checkpoint, so a fork-point walk stops at the real fork.
+
+Durability (the rule and why it is safe: :mod:`bot.store.connection`): what a restart fetches
+again commits at ``synchronous=NORMAL`` (canonical logs, recorded hashes, checkpoint moves and
+rollbacks, live hints above the checkpoint, the last head); what it would not commits at
+``FULL`` (dead letters, a late hint at or below the checkpoint, ``removed: true`` marks,
+off-chain sightings). A power cut can then lose only a suffix of NORMAL commits, the checkpoint
+moves among them: the checkpoint moves in the transaction of the logs it covers or after it,
+never before. The level is set per transaction, only when it changes, which is why this store
+must own its connection (no other code may write on it).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -31,8 +41,9 @@ from loguru import logger
 
 from bot.core.heads import BlockRef, Head
 from bot.core.model import RawLog
+from bot.store.connection import connect
 from bot.store.queue import enqueue, insert_new_in_txn, now_text
-from bot.store.txn import write_transaction
+from bot.store.txn import Synchronous, set_synchronous, write_transaction
 
 RECENT_BLOCKS_KEPT = 256
 """Canonical hashes kept below the checkpoint: the deepest reorg we can follow."""
@@ -51,6 +62,13 @@ class ChainStore:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._synchronous: Synchronous | None = None  # as last set here (None: not yet)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> ChainStore:
+        """A store on a connection of its own (the levels it sets must not reach another
+        writer); close it with ``store.connection.close()``."""
+        return cls(await connect(path))
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -105,35 +123,41 @@ class ChainStore:
 
         A late hint at or below the checkpoint is inserted only when its block hash is the
         canonical one we hold; otherwise it is recorded as a sighting, never queued (the drain
-        would book it: the checkpoint already vouches for every log up to it)."""
+        would book it: the checkpoint already vouches for every log up to it). Hints above the
+        checkpoint commit at NORMAL (a restart fetches their blocks again), the rest at FULL."""
         removed = [log for log in logs if log.removed]
         fresh = [log for log in logs if not log.removed]
         inserted = 0
         async with self._lock:
+            late = False
             if fresh:
-                fresh = await self._drop_late_off_chain(fresh)
+                fresh, late = await self._drop_late_off_chain(fresh)
             if fresh:
+                await self._use("FULL" if late else "NORMAL")
                 inserted = (await enqueue(self._conn, fresh)).inserted
             if removed:
-                await self._in_txn(self._mark_removed_logs, removed)
+                await self._in_txn(self._mark_removed_logs, removed, durable=True)
         return inserted
 
-    async def _drop_late_off_chain(self, logs: list[RawLog]) -> list[RawLog]:
-        """``logs`` without the late ones whose block is not canonical (those are recorded)."""
+    async def _drop_late_off_chain(self, logs: list[RawLog]) -> tuple[list[RawLog], bool]:
+        """``logs`` without the late ones whose block is not canonical (those are recorded),
+        and whether a late one is kept."""
         checkpoint = await self.checkpoint()
         if checkpoint is None:
-            return logs
+            return logs, False
         kept: list[RawLog] = []
         off_chain: list[RawLog] = []
+        late_kept = False
         for log in logs:
             late = log.block_number <= checkpoint.number
             if not late or await self.known_hash(log.block_number) == log.block_hash:
                 kept.append(log)
+                late_kept = late_kept or late
             else:
                 off_chain.append(log)
         if off_chain:
-            await self._in_txn(self._record_off_chain_hints, off_chain)
-        return kept
+            await self._in_txn(self._record_off_chain_hints, off_chain, durable=True)
+        return kept, late_kept
 
     async def _record_off_chain_hints(self, logs: list[RawLog]) -> None:
         now = now_text()
@@ -154,7 +178,7 @@ class ChainStore:
 
     async def dead_letter(self, source: str, payload: Any, reason: str) -> None:
         async with self._lock:
-            await self._in_txn(self._insert_dead_letter, source, payload, reason)
+            await self._in_txn(self._insert_dead_letter, source, payload, reason, durable=True)
 
     # ---------------------------------------------------------------- canonical writes
 
@@ -196,9 +220,17 @@ class ChainStore:
 
     # ---------------------------------------------------------------- transaction bodies
 
-    async def _in_txn(self, body: Any, *args: Any) -> Any:
+    async def _in_txn(self, body: Any, *args: Any, durable: bool = False) -> Any:
+        """``body(*args)`` in one write transaction, committed at FULL when ``durable`` (a
+        restart would not write it again), else at NORMAL."""
+        await self._use("FULL" if durable else "NORMAL")
         async with write_transaction(self._conn):
             return await body(*args)
+
+    async def _use(self, level: Synchronous) -> None:
+        if self._synchronous != level:
+            await set_synchronous(self._conn, level)
+            self._synchronous = level
 
     async def _existing(self, logs: Iterable[RawLog]) -> dict[tuple[str, int], tuple[str, str]]:
         """(tx_hash, log_index) -> (block_hash, status) of queued rows among ``logs``."""

@@ -1,9 +1,30 @@
 """Opening the database: pragmas, migrations and the check of what chain it serves.
 
-``synchronous=FULL``: in WAL mode NORMAL may lose the last commits on a power cut (not on a process
-crash). Losing a committed PENDING execution after its order went out, or a FILLED settlement, would
-hedge twice or forget a hedge, so every commit is made durable before the broker is called. Batching
-many events per transaction keeps the cost of the extra fsync small (NOTES.md).
+Durability (``PRAGMA synchronous``): every connection opens at ``FULL``, the commit is on disk
+when COMMIT returns. Losing a committed PENDING execution after its order went out, or a FILLED
+settlement, would hedge twice or forget a hedge, so the drain's, the admin's, the backfill jobs'
+and the runtime's commits stay FULL and are durable before the broker is called. Batching many
+events per transaction keeps the cost of the extra fsync small (NOTES.md).
+
+One writer commits at ``NORMAL``: :class:`~bot.store.chain_state.ChainStore` for what a restart
+fetches again (raw logs of the canonical chain, recorded block hashes, checkpoint moves, the last
+head seen). That is safe because of three facts:
+
+- The database is in WAL mode and every connection shares one WAL file, appended in commit order.
+  A power cut loses a suffix of it at most (recovery stops at the first frame whose checksum
+  fails), back to its last fsync, and each FULL commit, on any connection, fsyncs it: every
+  earlier NORMAL commit is durable once a FULL commit follows it. A process crash loses nothing.
+- So a power cut can only lose NORMAL commits made after the last FULL commit. Nothing acted on
+  them: the drain reads committed rows and commits FULL before it places an order, which makes
+  what it read durable first.
+- The checkpoint moves in the transaction of the logs it covers (``reconcile``) or after it
+  (``store``, then ``advance``): a lost log is lost with the checkpoint move over it, so the next
+  run fetches it again from the checkpoint on (``store`` is idempotent for what survived). A lost
+  rollback leaves the checkpoint on the abandoned branch, whose hash the restart re-checks.
+
+What a restart would not fetch again stays FULL on that connection too: dead letters, a late
+live log at or below the checkpoint, ``removed: true`` marks and off-chain sightings.
+``tests/store/test_wal_truncation.py`` cuts a real backfill's WAL back and restarts on it.
 """
 
 from __future__ import annotations
@@ -18,7 +39,7 @@ import aiosqlite
 
 from bot.errors import DatabaseMismatchError, DatabaseMissingError
 from bot.store.migrations import apply_migrations, check_not_newer, load_migrations
-from bot.store.txn import write_transaction
+from bot.store.txn import set_synchronous, write_transaction
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -51,7 +72,7 @@ async def connect(path: str | Path) -> aiosqlite.Connection:
         rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
         if str(rows[0][0]).lower() != "wal":
             raise DatabaseMismatchError(f"cannot switch {path} to WAL mode (got {rows[0][0]})")
-        await conn.execute("PRAGMA synchronous = FULL")
+        await set_synchronous(conn, "FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         await conn.close()
