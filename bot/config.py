@@ -92,6 +92,7 @@ class DatabaseSettings(_Section):
 class BackfillSettings(_Section):
     workers: int = Field(default=8, ge=1, le=64)
     batch_blocks: int = Field(default=1000, ge=1)
+    drain_behind: bool = True  # `bot backfill` books behind the checkpoint while fetching
 
 
 class RpcSettings(_Section):

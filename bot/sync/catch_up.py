@@ -89,9 +89,8 @@ async def backfill_command(
             if end >= start:
                 assert session.engine is not None and session.store is not None
                 behind = DrainBehind(session.engine, session.store, end)
-                events = await session.run_backfill(
-                    start, end, head=head, on_window=behind.on_window
-                )
+                hook = behind.on_window if loaded.settings.backfill.drain_behind else None
+                events = await session.run_backfill(start, end, head=head, on_window=hook)
                 logger.info(
                     "drained {} events behind the backfill in {} passes", behind.events,
                     behind.passes,
