@@ -45,6 +45,9 @@ async def _enqueue(db: Path, logs: list[RawLog], synchronous: str) -> tuple[floa
         for start in range(0, len(logs), BATCH):
             await queue.enqueue(conn, logs[start : start + BATCH])
         insert_s = time.perf_counter() - began
+        # the logs of other owners were stored processed; read back every row (the drain's
+        # query, as on a database whose rows all wait for it)
+        await conn.execute("UPDATE events SET status = 'pending'")
         began = time.perf_counter()
         events = await queue.pending_events(conn, up_to_block=10**12, limit=len(logs) + 1)
         read_s = time.perf_counter() - began
@@ -125,7 +128,9 @@ def run(ctx: Context) -> Section:
     ]
     body = f"""{n:,} distinct raw logs (~{size:,} data bytes each, stored as BLOB), batches of
 {BATCH:,} per transaction (one transaction for the plain floor), fresh migrated database each
-time; medians of {ctx.runs} runs.
+time; medians of {ctx.runs} runs. The bot's enqueue also reads each log's order owners
+(`events.owners`, ~2 µs a log) and stores the logs of other owners processed; the plain floor
+writes neither.
 Ratio = the bot's time / the reference's time for the same rows (lower is better).
 """
     return Section(NAME, TITLE, rows, body)

@@ -108,25 +108,25 @@ def owners_text(log: RawLog) -> str | None:
         return None
 
 
-# A row whose stored owners do not include the database's order owner (meta, written when the
-# engine first opened it) is stored processed: the drain would only mark it, and that UPDATE
-# rewrites the whole row again. Without a recorded owner every row is stored pending.
-_OUR_OWNER = "(SELECT lower(value) FROM meta WHERE key = 'order_owner')"
-_STORED_NOT_OURS = f"?9 IS NOT NULL AND instr(?9, {_OUR_OWNER}) = 0"
+async def _our_owner(conn: aiosqlite.Connection) -> str | None:
+    """The database's order owner, lowercase (meta, written when the engine first opened it)."""
+    rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'order_owner'")
+    found = [str(value).lower() for (value,) in rows]
+    return found[0] if found else None
 
 
 async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], now: str) -> int:
-    """Insert the logs not queued yet, with their owners: pending, or processed (not ours) when
-    their owners are known and do not include ours; returns how many were new."""
-    before = conn.total_changes
-    await conn.executemany(
-        "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
-        " topic0, data, owners, enqueued_at, updated_at, status, is_ours)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-        f" CASE WHEN {_STORED_NOT_OURS} THEN 'processed' ELSE 'pending' END,"
-        f" CASE WHEN {_STORED_NOT_OURS} THEN 0 END)"
-        " ON CONFLICT (tx_hash, log_index) DO NOTHING",
-        [
+    """Insert the logs not queued yet, with their owners; returns how many were new.
+
+    A log whose owners are known and do not include the database's order owner is stored
+    processed (not ours): the drain would only mark it, and that UPDATE would write the whole row
+    a second time. Every other log is stored pending (all of them while no owner is recorded)."""
+    ours = await _our_owner(conn)
+    rows = []
+    for log in logs:
+        owners = owners_text(log)
+        other = ours is not None and owners is not None and ours not in owners
+        rows.append(
             (
                 log.tx_hash,
                 log.log_index,
@@ -136,12 +136,20 @@ async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], 
                 log.address,
                 log.topic0,
                 log.data,
-                owners_text(log),
+                owners,
                 now,
                 now,
+                "processed" if other else "pending",
+                0 if other else None,
             )
-            for log in logs
-        ],
+        )
+    before = conn.total_changes
+    await conn.executemany(
+        "INSERT INTO events (tx_hash, log_index, block_number, block_hash, tx_index, address,"
+        " topic0, data, owners, enqueued_at, updated_at, status, is_ours)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (tx_hash, log_index) DO NOTHING",
+        rows,
     )
     return conn.total_changes - before
 
