@@ -192,3 +192,41 @@ class SpanPolicy:
         first = request.head(request.span // 2)
         self.span = min(self.span, first.span)
         return Decision(first, request.after(first), back_off=False)
+
+
+def even_span(blocks: int, parts: int) -> int:
+    """The window span that cuts ``blocks`` into at least ``parts`` windows: ``ceil(blocks /
+    parts)``, never below 1. A range of a few windows would otherwise leave workers idle."""
+    return max(1, -(-blocks // max(1, parts)))
+
+
+class LogDensity:
+    """Window spans sized by the number of logs one answer should hold (pure).
+
+    A window of a fixed number of blocks holds anything from nothing to tens of thousands of
+    logs; one huge answer is held whole (its text, then its logs) by the worker that fetched it.
+    This estimates the logs per block from the answers seen (a sum that halves with each answer,
+    so a denser stretch is noticed within an answer or two) and proposes the span that would
+    hold ``target_logs``. It only ever lowers the span the range policy allows: where no log was
+    seen yet it proposes nothing (``None``), so an empty history is read in the widest windows.
+    """
+
+    def __init__(self, target_logs: int) -> None:
+        if target_logs < 1:
+            raise ValueError("target_logs must be >= 1")
+        self.target_logs = target_logs
+        self.answers = 0
+        self._logs = 0
+        self._blocks = 0
+
+    def observe(self, blocks: int, logs: int) -> None:
+        """One answer: ``logs`` logs over ``blocks`` blocks."""
+        self.answers += 1
+        self._logs = self._logs // 2 + logs
+        self._blocks = self._blocks // 2 + max(1, blocks)
+
+    def span(self) -> int | None:
+        """The span whose answer would hold about ``target_logs`` (>= 1), or None: no limit."""
+        if self._logs == 0:
+            return None
+        return max(1, self.target_logs * self._blocks // self._logs)
