@@ -2,11 +2,25 @@
 
 Windows are fetched concurrently (a real cap: ``workers`` requests in flight), their raw logs go
 through a bounded queue to one writer that stores them in batches, so fetching and writing
-overlap and memory stays flat however long the history. Windows complete in any order; the
-checkpoint moves only over the contiguous prefix of completed windows, so a failed window is
-never skipped. Near the head (within ``near_head_blocks`` of it) blocks are fetched one by one by
-``blockHash``, which fails loudly where a load-balanced provider might answer ``[]`` for a block
-its backend has not seen yet.
+overlap. Memory stays flat however long the history:
+
+- a range of fewer than ``workers`` windows is cut into ``workers`` windows, so every worker is
+  busy (:func:`~bot.core.ranges.even_span`);
+- windows are sized by the logs an answer should hold (``window_logs``, learned from the answers:
+  :class:`~bot.core.ranges.LogDensity`); until the first answer of a run tells how dense the
+  chain is, only that one window is in flight;
+- fetched logs wait for the writer only while fewer than ``max_logs_queued`` are waiting (a
+  fetcher holds its answer until there is room), whatever the size of the windows.
+
+The number of workers adapts to the provider (AIMD, :class:`~bot.core.concurrency.
+ConcurrencyLimit`): a rate limit met by a worker's call halves it, successes grow it back by one
+up to ``workers``. The endpoint retries rate limits itself; the transport reports each one to the
+calling worker through :data:`~bot.chain.transport.rate_limit_observer`.
+
+Windows complete in any order; the checkpoint moves only over the contiguous prefix of completed
+windows, so a failed window is never skipped. Near the head (within ``near_head_blocks`` of it)
+blocks are fetched one by one by ``blockHash``, which fails loudly where a load-balanced provider
+might answer ``[]`` for a block its backend has not seen yet.
 
 The chain may reorganise while this runs, so every checkpoint move is linked (SPEC §7):
 
@@ -28,16 +42,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from loguru import logger
 
 from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash, read_window
 from bot.chain.endpoint import Endpoint, Lane
+from bot.chain.transport import rate_limit_observer
+from bot.core.concurrency import ConcurrencyLimit
 from bot.core.heads import Head
 from bot.core.model import RawLog
-from bot.core.ranges import BlockRange, SpanPolicy, classify
+from bot.core.ranges import BlockRange, LogDensity, SpanPolicy, classify, even_span
 from bot.core.retry import delay_s
 from bot.errors import ChainReorged, FatalError, MissingLogError, RpcError, TransientError
 from bot.metrics import Metrics
@@ -52,6 +68,12 @@ T = TypeVar("T")
 
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 30.0
+WINDOW_LOGS = 5_000
+"""Logs one ``eth_getLogs`` answer should hold: windows shrink to it on a dense chain."""
+MAX_LOGS_QUEUED = 20_000
+"""Fetched logs that may wait for the writer; a fetcher with more waits before handing over."""
+GROW_AFTER = 4
+"""Windows fetched in a row with no rate limit before one more worker is allowed."""
 
 
 class BackfillSink(Protocol):
@@ -67,6 +89,26 @@ class BackfillSink(Protocol):
         """Store the logs of block ``head`` fetched by its hash, remove queued rows of that
         height with another hash, and move the checkpoint to it, atomically."""
         ...
+
+
+class _LogBudget:
+    """At most ``limit`` logs handed to the writer and not yet stored; one answer larger than
+    the whole budget still passes when nothing else is held (a window is never refused)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.held = 0
+        self._freed = asyncio.Event()
+
+    async def take(self, logs: int) -> None:
+        while self.held and self.held + logs > self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.held += logs
+
+    def give(self, logs: int) -> None:
+        self.held -= logs
+        self._freed.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +155,9 @@ class Backfill:
         on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
         policy: SpanPolicy | None = None,
         state: ChainState | None = None,
+        window_logs: int = WINDOW_LOGS,
+        max_logs_queued: int = MAX_LOGS_QUEUED,
+        grow_after: int = GROW_AFTER,
     ) -> None:
         self._endpoint = endpoint
         self._sink = sink
@@ -131,6 +176,11 @@ class Backfill:
         self._metrics = metrics or Metrics()
         self._write_batch = write_batch_logs
         self._on_window = on_window
+        self._density = LogDensity(window_logs)
+        self._max_logs_queued = max_logs_queued
+        # how many workers the provider lets us keep busy now (AIMD, up to `workers`)
+        self.concurrency = ConcurrencyLimit(self._workers, grow_after=grow_after)
+        self._metrics.backfill_concurrency_limit.set(self.concurrency.limit)
         self.reorgs = 0
 
     async def run(self, start: int, end: int, *, head: int | None = None) -> BackfillResult:
@@ -249,39 +299,79 @@ class Backfill:
         hashes_only = [Head(n, h, "") for n, h in read.named.items() if n not in listed]
         return _Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])
 
+    def _rate_limited(self, sent_in: int, progress: Progress) -> None:
+        """A worker's call (sent in epoch ``sent_in``) was rate-limited: maybe halve."""
+        if self.concurrency.on_rate_limit(sent_in):
+            logger.warning(
+                "the provider limits our rate: {} of {} backfill workers now",
+                self.concurrency.limit,
+                self.concurrency.maximum,
+            )
+            self._concurrency_changed(progress)
+
+    def _concurrency_changed(self, progress: Progress) -> None:
+        self._metrics.backfill_concurrency_limit.set(self.concurrency.limit)
+        progress.workers = (self.concurrency.limit, self.concurrency.maximum)
+
     async def _ranges(
         self, whole: BlockRange, progress: Progress, totals: BackfillResult, full_from: int
     ) -> None:
+        # bounded twice: in windows (a queue of empty windows stays short) and in logs (memory)
         results: asyncio.Queue[_Fetched | None] = asyncio.Queue(maxsize=self._workers * 2)
-        writer = asyncio.create_task(self._write(whole, results, progress, totals))
+        budget = _LogBudget(self._max_logs_queued)
+        writer = asyncio.create_task(self._write(whole, results, progress, totals, budget))
         pending: list[BlockRange] = []  # remainders of split windows: dispatched first
         next_start = whole.start
         in_flight: set[asyncio.Task[None]] = set()
         failure: BaseException | None = None
+        # a small range is cut so that every worker has a window (the policy's cap still holds)
+        split = even_span(whole.span, self._workers)
+        answered = self._density.answers > 0  # else only one window until a first answer
+        wake = asyncio.Event()  # a worker changed what may be dispatched
+        self._concurrency_changed(progress)
+
+        def span_now() -> int:
+            span = min(self._policy.limit(), split)
+            by_logs = self._density.span()
+            return span if by_logs is None else min(span, by_logs)
 
         def next_window() -> BlockRange | None:
             nonlocal next_start
             if pending:
                 # a remainder queued before a cap was learned may exceed it: trim it now
                 window = pending.pop(0)
-                first = window.head(self._policy.limit())
+                first = window.head(span_now())
                 rest = window.after(first)
                 if rest is not None:
                     pending.insert(0, rest)
                 return first
             if next_start > whole.end:
                 return None
-            window = self._policy.window(next_start, whole.end)
+            window = BlockRange(next_start, whole.end).head(span_now())
             next_start = window.end + 1
             return window
+
+        def allowed() -> int:
+            return self.concurrency.limit if answered else 1
+
+        def on_answer() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                wake.set()
 
         async def fetch(window: BlockRange) -> None:
             current: BlockRange | None = window
             attempt = 0
+            sent_in = self.concurrency.epoch
+            # the calls of this task (its own context) report their rate limits here
+            rate_limit_observer.set(lambda: self._rate_limited(sent_in, progress))
             while current is not None:
+                sent_in = self.concurrency.epoch
                 try:
                     fetched = await self._fetch(current, full_from)
                 except RpcError as error:
+                    on_answer()
                     classified = classify(
                         str(error), code=error.code, http_status=error.http_status
                     )
@@ -302,16 +392,28 @@ class Backfill:
                         await _pause(f"blocks {current}", error, attempt)
                     continue
                 except TransientError as error:
+                    on_answer()
                     attempt += 1
                     await _pause(f"blocks {current}", error, attempt)
                     continue
                 self._policy.on_success()
+                self._density.observe(current.span, len(fetched.logs))
+                on_answer()
+                if self.concurrency.on_success():
+                    logger.info(
+                        "{} of {} backfill workers now",
+                        self.concurrency.limit,
+                        self.concurrency.maximum,
+                    )
+                    self._concurrency_changed(progress)
+                    wake.set()
+                await budget.take(len(fetched.logs))
                 await results.put(fetched)
                 current = None
 
         try:
             while True:
-                while len(in_flight) < self._workers and failure is None:
+                while len(in_flight) < allowed() and failure is None:
                     window = next_window()
                     if window is None:
                         break
@@ -320,16 +422,20 @@ class Backfill:
                 self._metrics.backfill_workers.set(len(in_flight))
                 if not in_flight:
                     break
+                wake.clear()
+                woken = asyncio.ensure_future(wake.wait())
                 done, _ = await asyncio.wait(
-                    {*in_flight, writer}, return_when=asyncio.FIRST_COMPLETED
+                    {*in_flight, writer, woken}, return_when=asyncio.FIRST_COMPLETED
                 )
+                if not woken.done():
+                    woken.cancel()
                 if writer in done:
                     # the writer only ends early by failing (a reorg, or the database)
                     raise writer.exception() or FatalError("the backfill writer stopped early")
-                for task in done:
-                    in_flight.discard(task)
-                    if task.exception() is not None and failure is None:
-                        failure = task.exception()
+                for finished in done & in_flight:
+                    in_flight.discard(finished)
+                    if finished.exception() is not None and failure is None:
+                        failure = finished.exception()
                 if failure is not None and not in_flight:
                     raise failure
             # the queue may be full of windows a writer that failed will never take
@@ -352,6 +458,7 @@ class Backfill:
         results: asyncio.Queue[_Fetched | None],
         progress: Progress,
         totals: BackfillResult,
+        budget: _LogBudget,
     ) -> None:
         done: dict[int, _Fetched] = {}  # completed windows by start, beyond the prefix
         prefix_end = whole.start - 1
@@ -374,14 +481,18 @@ class Backfill:
                 continue
             totals.stored += await self._sink.store(batch)
             totals.events += len(batch)
+            budget.give(len(batch))
+            del batch
             for fetched in fetched_now:
                 window = fetched.window
-                done[window.start] = fetched
+                # stored: only its headers wait for the prefix (not its logs: memory)
+                done[window.start] = replace(fetched, logs=[])
                 self._metrics.blocks_backfilled_total.inc(window.span)
                 totals.blocks += window.span
                 progress.window(window, len(fetched.logs))
                 if self._on_window is not None:
                     await self._on_window(window)
+            fetched_now.clear()
             while prefix_end + 1 in done:
                 fetched = done.pop(prefix_end + 1)
                 if link is not None and fetched.first.parent_hash != link:
