@@ -7,8 +7,8 @@ overlap. Memory stays flat however long the history:
 - a range of fewer than ``workers`` windows is cut into ``workers`` windows, so every worker is
   busy (:func:`~bot.core.ranges.even_span`);
 - windows are sized by the logs an answer should hold (``window_logs``, learned from the answers:
-  :class:`~bot.core.ranges.LogDensity`); until the first answer of a run tells how dense the
-  chain is, only that one window is in flight;
+  :class:`~bot.core.ranges.LogDensity`); on a range longer than ``workers`` windows, only one
+  window is in flight until the first answer of a run tells how dense the chain is;
 - fetched logs wait for the writer only while fewer than ``max_logs_queued`` are waiting (a
   fetcher holds its answer until there is room), whatever the size of the windows.
 
@@ -326,7 +326,10 @@ class Backfill:
         failure: BaseException | None = None
         # a small range is cut so that every worker has a window (the policy's cap still holds)
         split = even_span(whole.span, self._workers)
-        answered = self._density.answers > 0  # else only one window until a first answer
+        # a long range on a chain of unknown density: one window first (its answer tells how
+        # many blocks hold `window_logs`), so that the first wave is not `workers` huge answers;
+        # a short range is read at once (it is at most `workers` windows of the policy's span)
+        answered = self._density.answers > 0 or whole.span <= self._policy.limit() * self._workers
         wake = asyncio.Event()  # a worker changed what may be dispatched
         self._concurrency_changed(progress)
 

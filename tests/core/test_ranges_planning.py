@@ -1,0 +1,78 @@
+"""Window planning: a small range split over the workers, windows sized by logs per answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.ranges import LogDensity, even_span
+
+
+@pytest.mark.parametrize(
+    ("blocks", "parts", "span"),
+    [
+        (2070, 8, 259),  # the issue's range: 8 windows, not 3 of 1,000 blocks
+        (2008, 8, 251),
+        (8, 8, 1),
+        (3, 8, 1),  # never below one block (then fewer windows than workers)
+        (1, 1, 1),
+        (1000, 1, 1000),
+        (0, 8, 1),
+        (10, 0, 10),  # no workers is treated as one
+    ],
+)
+def test_even_span(blocks: int, parts: int, span: int) -> None:
+    assert even_span(blocks, parts) == span
+
+
+@pytest.mark.parametrize("blocks", [1, 7, 100, 2070, 99_999])
+@pytest.mark.parametrize("parts", [1, 3, 8])
+def test_even_span_gives_every_part_a_window(blocks: int, parts: int) -> None:
+    span = even_span(blocks, parts)
+    windows = -(-blocks // span)
+    assert windows == min(blocks, parts) or (windows <= parts and span == 1)
+    assert windows * span >= blocks and (windows - 1) * span < blocks
+
+
+def test_density_knows_nothing_before_an_answer() -> None:
+    density = LogDensity(5000)
+    assert density.span() is None and density.answers == 0
+
+
+def test_density_proposes_no_limit_while_only_empty_windows_are_seen() -> None:
+    density = LogDensity(5000)
+    for _ in range(3):
+        density.observe(1000, 0)
+    assert density.span() is None  # an empty history is read in the widest windows
+
+
+def test_density_sizes_windows_to_the_target() -> None:
+    density = LogDensity(5000)
+    density.observe(1000, 20_000)  # 20 logs a block
+    assert density.span() == 250
+    density.observe(250, 5000)
+    assert density.span() == 250
+
+
+def test_density_follows_a_denser_stretch_quickly() -> None:
+    density = LogDensity(1000)
+    density.observe(1000, 100)  # sparse: 0.1 a block
+    assert density.span() == 10_000
+    density.observe(1000, 10_000)  # then 10 a block: within 1.5x of the target at once
+    spans = [density.span()]
+    for _ in range(6):
+        density.observe(100, 1000)
+        spans.append(density.span())
+    assert all(span is not None and span <= 150 for span in spans)
+    assert spans == sorted(spans, reverse=True)
+    assert spans[-1] is not None and spans[-1] <= 105
+
+
+def test_density_never_proposes_below_one_block() -> None:
+    density = LogDensity(10)
+    density.observe(1, 5000)
+    assert density.span() == 1
+
+
+def test_density_rejects_a_zero_target() -> None:
+    with pytest.raises(ValueError):
+        LogDensity(0)
