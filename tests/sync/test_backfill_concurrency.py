@@ -25,7 +25,13 @@ from bot.metrics import Metrics
 from bot.store.chain_state import ChainStore
 from bot.store.connection import ServedChain, open_database
 from bot.sync.backfill import Backfill, BackfillSink, LogFilter
-from tests.support.history import History, Outcome, backfill_history, build_history
+from tests.support.history import (
+    History,
+    Outcome,
+    backfill_history,
+    build_history,
+    wait_until,
+)
 from tests.support.proxies import RecordedCall, RpcProxy
 
 GATE_TIMEOUT_S = 10.0
@@ -252,14 +258,14 @@ async def test_fetched_logs_wait_for_the_writer_within_a_log_budget(
         try:
             # the first write waits until every worker has fetched a window: they run into
             # the budget (or the queue of windows) behind it
-            await asyncio.wait_for(first_write_waits_and_workers_fetched(), GATE_TIMEOUT_S)
+            await wait_until(
+                lambda: bool(sinks) and sinks[0].waiting.is_set() and len(ranged_calls()) >= 4,
+                timeout_s=GATE_TIMEOUT_S,
+                what="the first write waiting and a window fetched by each worker",
+            )
         finally:
             if sinks:
                 sinks[0].release.set()
-
-    async def first_write_waits_and_workers_fetched() -> None:
-        while not (sinks and sinks[0].waiting.is_set()) or len(ranged_calls()) < 1 + 3:
-            await asyncio.sleep(0.005)
 
     def ranged_calls() -> list[RecordedCall]:
         return [call for call in proxy.get_logs_calls() if ranged(call)]
