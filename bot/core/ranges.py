@@ -230,3 +230,52 @@ class LogDensity:
         if self._logs == 0:
             return None
         return max(1, self.target_logs * self._blocks // self._logs)
+
+
+class WindowPlan:
+    """The windows of one range, in order of their start (pure).
+
+    Each window is as wide as the provider's policy allows now (its learned cap included), at
+    most an even share of the range among ``parts`` workers (so that a small range keeps every
+    worker busy), and at most what :class:`LogDensity` says holds its target of logs.
+    Remainders of windows split after an error (:meth:`requeue`) go out first, trimmed to the
+    span allowed now, so coverage stays whole.
+    """
+
+    def __init__(
+        self, whole: BlockRange, policy: SpanPolicy, density: LogDensity, *, parts: int
+    ) -> None:
+        self.whole = whole
+        self._policy = policy
+        self._density = density
+        self._share = even_span(whole.span, parts)
+        self._next_start = whole.start
+        self._pending: list[BlockRange] = []
+        # more than one wave of windows: worth one window first to learn the chain's density
+        self.long = whole.span > policy.limit() * max(1, parts)
+
+    def span(self) -> int:
+        span = min(self._policy.limit(), self._share)
+        by_logs = self._density.span()
+        return span if by_logs is None else min(span, by_logs)
+
+    def next(self) -> BlockRange | None:
+        """The next window to fetch, or None when every block has been handed out."""
+        if self._pending:
+            # a remainder queued before a cap was learned may exceed it: trim it now
+            window = self._pending.pop(0)
+            first = window.head(self.span())
+            rest = window.after(first)
+            if rest is not None:
+                self._pending.insert(0, rest)
+            return first
+        if self._next_start > self.whole.end:
+            return None
+        window = BlockRange(self._next_start, self.whole.end).head(self.span())
+        self._next_start = window.end + 1
+        return window
+
+    def requeue(self, remainder: BlockRange) -> None:
+        """Blocks split off a failed window: fetched before any new window."""
+        self._pending.append(remainder)
+        self._pending.sort(key=lambda r: r.start)

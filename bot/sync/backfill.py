@@ -42,8 +42,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from loguru import logger
 
@@ -52,14 +51,14 @@ from bot.chain.endpoint import Endpoint, Lane
 from bot.chain.transport import rate_limit_observer
 from bot.core.concurrency import ConcurrencyLimit
 from bot.core.heads import Head
-from bot.core.model import RawLog
-from bot.core.ranges import BlockRange, LogDensity, SpanPolicy, classify, even_span
+from bot.core.ranges import BlockRange, LogDensity, SpanPolicy, WindowPlan, classify
 from bot.core.retry import delay_s
 from bot.errors import ChainReorged, FatalError, MissingLogError, RpcError, TransientError
 from bot.metrics import Metrics
 from bot.store.chain_state import RECENT_BLOCKS_KEPT
 from bot.sync.forks import ChainState, resume_point, rewind, vouch
 from bot.sync.progress import Progress
+from bot.sync.window_writer import BackfillResult, BackfillSink, Fetched, LogBudget, write_windows
 
 # re-exported for bot.sync.runner (the RPC helpers live in bot.chain.blocks now)
 __all__ = ["Backfill", "BackfillResult", "BackfillSink", "LogFilter", "get_header"]
@@ -74,58 +73,6 @@ MAX_LOGS_QUEUED = 20_000
 """Fetched logs that may wait for the writer; a fetcher with more waits before handing over."""
 GROW_AFTER = 4
 """Windows fetched in a row with no rate limit before one more worker is allowed."""
-
-
-class BackfillSink(Protocol):
-    async def store(self, logs: list[RawLog]) -> int:
-        """Write raw logs idempotently in one transaction; the number newly stored."""
-        ...
-
-    async def advance(self, head: Head) -> None:
-        """Move the checkpoint to ``head`` (every log up to it is stored)."""
-        ...
-
-    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
-        """Store the logs of block ``head`` fetched by its hash, remove queued rows of that
-        height with another hash, and move the checkpoint to it, atomically."""
-        ...
-
-
-class _LogBudget:
-    """At most ``limit`` logs handed to the writer and not yet stored; one answer larger than
-    the whole budget still passes when nothing else is held (a window is never refused)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.held = 0
-        self._freed = asyncio.Event()
-
-    async def take(self, logs: int) -> None:
-        while self.held and self.held + logs > self.limit:
-            self._freed.clear()
-            await self._freed.wait()
-        self.held += logs
-
-    def give(self, logs: int) -> None:
-        self.held -= logs
-        self._freed.set()
-
-
-@dataclass(frozen=True, slots=True)
-class _Fetched:
-    window: BlockRange
-    logs: list[RawLog]
-    first: Head
-    last: Head
-    evidence: list[Head]  # canonical blocks to record before the checkpoint moves over them
-
-
-@dataclass(slots=True)
-class BackfillResult:
-    blocks: int
-    events: int
-    stored: int
-    seconds: float
 
 
 async def _pause(what: str, error: Exception, attempt: int) -> None:
@@ -281,7 +228,7 @@ class Backfill:
         self._metrics.blocks_backfilled_total.inc()
         progress.window(BlockRange(number, number), len(logs))
 
-    async def _fetch(self, window: BlockRange, full_from: int) -> _Fetched:
+    async def _fetch(self, window: BlockRange, full_from: int) -> Fetched:
         read = await read_window(
             self._endpoint,
             self._filter,
@@ -297,7 +244,7 @@ class Backfill:
         )
         listed = {header.number for header in (*read.headers, *extra)}
         hashes_only = [Head(n, h, "") for n, h in read.named.items() if n not in listed]
-        return _Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])
+        return Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])
 
     def _rate_limited(self, sent_in: int, progress: Progress) -> None:
         """A worker's call (sent in epoch ``sent_in``) was rate-limited: maybe halve."""
@@ -317,42 +264,31 @@ class Backfill:
         self, whole: BlockRange, progress: Progress, totals: BackfillResult, full_from: int
     ) -> None:
         # bounded twice: in windows (a queue of empty windows stays short) and in logs (memory)
-        results: asyncio.Queue[_Fetched | None] = asyncio.Queue(maxsize=self._workers * 2)
-        budget = _LogBudget(self._max_logs_queued)
-        writer = asyncio.create_task(self._write(whole, results, progress, totals, budget))
-        pending: list[BlockRange] = []  # remainders of split windows: dispatched first
-        next_start = whole.start
+        results: asyncio.Queue[Fetched | None] = asyncio.Queue(maxsize=self._workers * 2)
+        budget = LogBudget(self._max_logs_queued)
+        writer = asyncio.create_task(
+            write_windows(
+                whole,
+                results,
+                sink=self._sink,
+                state=self._state,
+                metrics=self._metrics,
+                progress=progress,
+                totals=totals,
+                budget=budget,
+                write_batch=self._write_batch,
+                on_window=self._on_window,
+            )
+        )
+        plan = WindowPlan(whole, self._policy, self._density, parts=self._workers)
         in_flight: set[asyncio.Task[None]] = set()
         failure: BaseException | None = None
-        # a small range is cut so that every worker has a window (the policy's cap still holds)
-        split = even_span(whole.span, self._workers)
         # a long range on a chain of unknown density: one window first (its answer tells how
         # many blocks hold `window_logs`), so that the first wave is not `workers` huge answers;
         # a short range is read at once (it is at most `workers` windows of the policy's span)
-        answered = self._density.answers > 0 or whole.span <= self._policy.limit() * self._workers
+        answered = self._density.answers > 0 or not plan.long
         wake = asyncio.Event()  # a worker changed what may be dispatched
         self._concurrency_changed(progress)
-
-        def span_now() -> int:
-            span = min(self._policy.limit(), split)
-            by_logs = self._density.span()
-            return span if by_logs is None else min(span, by_logs)
-
-        def next_window() -> BlockRange | None:
-            nonlocal next_start
-            if pending:
-                # a remainder queued before a cap was learned may exceed it: trim it now
-                window = pending.pop(0)
-                first = window.head(span_now())
-                rest = window.after(first)
-                if rest is not None:
-                    pending.insert(0, rest)
-                return first
-            if next_start > whole.end:
-                return None
-            window = BlockRange(next_start, whole.end).head(span_now())
-            next_start = window.end + 1
-            return window
 
         def allowed() -> int:
             return self.concurrency.limit if answered else 1
@@ -380,8 +316,7 @@ class Backfill:
                     )
                     decision = self._policy.on_failure(current, classified)
                     if decision.remainder is not None:
-                        pending.append(decision.remainder)
-                        pending.sort(key=lambda r: r.start)
+                        plan.requeue(decision.remainder)
                     logger.info(
                         "eth_getLogs {} answered '{}': {} now, {} later",
                         current,
@@ -417,7 +352,7 @@ class Backfill:
         try:
             while True:
                 while len(in_flight) < allowed() and failure is None:
-                    window = next_window()
+                    window = plan.next()
                     if window is None:
                         break
                     task = asyncio.create_task(fetch(window))
@@ -454,58 +389,3 @@ class Backfill:
                 writer.cancel()
             await asyncio.gather(*in_flight, writer, return_exceptions=True)
             self._metrics.backfill_workers.set(0)
-
-    async def _write(
-        self,
-        whole: BlockRange,
-        results: asyncio.Queue[_Fetched | None],
-        progress: Progress,
-        totals: BackfillResult,
-        budget: _LogBudget,
-    ) -> None:
-        done: dict[int, _Fetched] = {}  # completed windows by start, beyond the prefix
-        prefix_end = whole.start - 1
-        link = await self._state.known_hash(prefix_end)  # None: nothing below to link to
-        finished = False
-        while not finished:
-            batch: list[RawLog] = []
-            fetched_now: list[_Fetched] = []
-            item = await results.get()
-            while True:
-                if item is None:
-                    finished = True
-                    break
-                fetched_now.append(item)
-                batch.extend(item.logs)
-                if len(batch) >= self._write_batch or results.empty():
-                    break
-                item = await results.get()
-            if not fetched_now:
-                continue
-            totals.stored += await self._sink.store(batch)
-            totals.events += len(batch)
-            budget.give(len(batch))
-            del batch
-            for fetched in fetched_now:
-                window = fetched.window
-                # stored: only its headers wait for the prefix (not its logs: memory)
-                done[window.start] = replace(fetched, logs=[])
-                self._metrics.blocks_backfilled_total.inc(window.span)
-                totals.blocks += window.span
-                progress.window(window, len(fetched.logs))
-                if self._on_window is not None:
-                    await self._on_window(window)
-            fetched_now.clear()
-            while prefix_end + 1 in done:
-                fetched = done.pop(prefix_end + 1)
-                if link is not None and fetched.first.parent_hash != link:
-                    raise ChainReorged(
-                        f"block {fetched.first.number} ({fetched.first.hash[:10]}) does not "
-                        f"link to block {prefix_end} ({link[:10]}) we hold",
-                        from_number=prefix_end,
-                    )
-                await self._state.record_blocks(fetched.evidence)
-                await self._sink.advance(fetched.last)
-                prefix_end, link = fetched.last.number, fetched.last.hash
-        if prefix_end != whole.end:
-            raise FatalError(f"backfill ended at block {prefix_end}, short of {whole.end}")

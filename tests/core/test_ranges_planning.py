@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from bot.core.ranges import LogDensity, even_span
+from bot.core.ranges import (
+    Action,
+    BlockRange,
+    Classified,
+    LogDensity,
+    SpanPolicy,
+    WindowPlan,
+    even_span,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +86,57 @@ def test_density_never_proposes_below_one_block() -> None:
 def test_density_rejects_a_zero_target() -> None:
     with pytest.raises(ValueError):
         LogDensity(0)
+
+
+def windows_of(plan: WindowPlan) -> list[BlockRange]:
+    out = []
+    while (window := plan.next()) is not None:
+        out.append(window)
+    return out
+
+
+def test_a_small_range_is_shared_by_every_worker() -> None:
+    plan = WindowPlan(BlockRange(7, 2076), SpanPolicy(1000), LogDensity(5000), parts=8)
+    windows = windows_of(plan)
+    assert len(windows) == 8 and not plan.long
+    assert windows[0].start == 7 and windows[-1].end == 2076
+    assert all(b.start == a.end + 1 for a, b in itertools.pairwise(windows))
+
+
+def test_a_long_range_uses_the_policy_span_and_its_growth() -> None:
+    policy = SpanPolicy(1000, grow_after=1)
+    plan = WindowPlan(BlockRange(0, 99_999), policy, LogDensity(5000), parts=8)
+    assert plan.long
+    first = plan.next()
+    assert first == BlockRange(0, 999)
+    policy.on_failure(BlockRange(1000, 1999), Classified(Action.SHRINK))  # span 500
+    assert plan.next() == BlockRange(1000, 1499)
+    policy.on_success()  # grows back (SPEC §6): the plan follows
+    assert plan.next() == BlockRange(1500, 2499)
+
+
+def test_a_learned_cap_holds_for_new_windows_and_remainders() -> None:
+    policy = SpanPolicy(1000)
+    plan = WindowPlan(BlockRange(0, 9_999), policy, LogDensity(5000), parts=2)
+    failed = plan.next()
+    assert failed == BlockRange(0, 999)
+    decision = policy.on_failure(failed, Classified(Action.CAP, max_span_blocks=300))
+    assert decision.remainder is not None
+    plan.requeue(decision.remainder)
+    assert plan.next() == BlockRange(300, 599)  # the remainder first, trimmed to the cap
+    assert plan.next() == BlockRange(600, 899)
+    assert plan.next() == BlockRange(900, 999)
+    assert plan.next() == BlockRange(1000, 1299)
+
+
+def test_a_dense_chain_gets_windows_of_the_target_logs() -> None:
+    density = LogDensity(5000)
+    plan = WindowPlan(BlockRange(0, 99_999), SpanPolicy(1000), density, parts=8)
+    assert plan.next() == BlockRange(0, 999)
+    density.observe(1000, 20_000)
+    assert plan.next() == BlockRange(1000, 1249)
+
+
+def test_every_block_is_handed_out_once() -> None:
+    plan = WindowPlan(BlockRange(5, 5), SpanPolicy(1000), LogDensity(10), parts=8)
+    assert windows_of(plan) == [BlockRange(5, 5)]
