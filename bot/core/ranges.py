@@ -240,6 +240,12 @@ class WindowPlan:
     worker busy), and at most what :class:`LogDensity` says holds its target of logs.
     Remainders of windows split after an error (:meth:`requeue`) go out first, trimmed to the
     span allowed now, so coverage stays whole.
+
+    While the density of the chain is unknown and several workers share the range, the first
+    window is a *probe* (:attr:`probe`: fetch it alone, then the rest): without it the first
+    wave is ``parts`` windows of unknown size, all held at once. On a long range the probe is
+    simply the first window; on a small one it is a slice of one share (``share // parts``
+    blocks, so it costs little time), and the rest of the range is shared again after it.
     """
 
     def __init__(
@@ -249,10 +255,12 @@ class WindowPlan:
         self._policy = policy
         self._density = density
         self._share = even_span(whole.span, parts)
+        self._parts = max(1, parts)
         self._next_start = whole.start
         self._pending: list[BlockRange] = []
-        # more than one wave of windows: worth one window first to learn the chain's density
-        self.long = whole.span > policy.limit() * max(1, parts)
+        self.long = whole.span > policy.limit() * self._parts  # more than one wave of windows
+        self.probe = density.answers == 0 and self._parts > 1
+        self._reshare = False
 
     def span(self) -> int:
         span = min(self._policy.limit(), self._share)
@@ -271,7 +279,15 @@ class WindowPlan:
             return first
         if self._next_start > self.whole.end:
             return None
-        window = BlockRange(self._next_start, self.whole.end).head(self.span())
+        span = self.span()
+        if self.probe and self._next_start == self.whole.start and not self.long:
+            span = max(1, span // self._parts)
+            self._reshare = True
+        elif self._reshare:
+            self._reshare = False
+            self._share = even_span(self.whole.end - self._next_start + 1, self._parts)
+            span = self.span()
+        window = BlockRange(self._next_start, self.whole.end).head(span)
         self._next_start = window.end + 1
         return window
 

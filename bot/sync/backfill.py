@@ -7,8 +7,9 @@ overlap. Memory stays flat however long the history:
 - a range of fewer than ``workers`` windows is cut into ``workers`` windows, so every worker is
   busy (:func:`~bot.core.ranges.even_span`);
 - windows are sized by the logs an answer should hold (``window_logs``, learned from the answers:
-  :class:`~bot.core.ranges.LogDensity`); on a range longer than ``workers`` windows, only one
-  window is in flight until the first answer of a run tells how dense the chain is;
+  :class:`~bot.core.ranges.LogDensity`); only one window (a probe,
+  :class:`~bot.core.ranges.WindowPlan`) is in flight until the first answer of a run tells how
+  dense the chain is;
 - fetched logs wait for the writer only while fewer than ``max_logs_queued`` are waiting (a
   fetcher holds its answer until there is room), whatever the size of the windows.
 
@@ -283,10 +284,9 @@ class Backfill:
         plan = WindowPlan(whole, self._policy, self._density, parts=self._workers)
         in_flight: set[asyncio.Task[None]] = set()
         failure: BaseException | None = None
-        # a long range on a chain of unknown density: one window first (its answer tells how
-        # many blocks hold `window_logs`), so that the first wave is not `workers` huge answers;
-        # a short range is read at once (it is at most `workers` windows of the policy's span)
-        answered = self._density.answers > 0 or not plan.long
+        # a chain of unknown density: one window first (its answer tells how many blocks hold
+        # `window_logs`), so that the first wave is not `workers` answers of any size
+        answered = not plan.probe
         wake = asyncio.Event()  # a worker changed what may be dispatched
         self._concurrency_changed(progress)
 

@@ -96,19 +96,37 @@ def windows_of(plan: WindowPlan) -> list[BlockRange]:
 
 
 def test_a_small_range_is_shared_by_every_worker() -> None:
-    plan = WindowPlan(BlockRange(7, 2076), SpanPolicy(1000), LogDensity(5000), parts=8)
+    density = LogDensity(5000)
+    density.observe(100, 10)  # known from an earlier pass: no probe
+    plan = WindowPlan(BlockRange(7, 2076), SpanPolicy(1000), density, parts=8)
     windows = windows_of(plan)
-    assert len(windows) == 8 and not plan.long
+    assert len(windows) == 8 and not plan.long and not plan.probe
     assert windows[0].start == 7 and windows[-1].end == 2076
     assert all(b.start == a.end + 1 for a, b in itertools.pairwise(windows))
+
+
+def test_a_small_range_of_unknown_density_is_probed_with_a_slice_then_shared() -> None:
+    plan = WindowPlan(BlockRange(7, 2076), SpanPolicy(1000), LogDensity(5000), parts=8)
+    assert plan.probe and not plan.long
+    windows = windows_of(plan)
+    assert windows[0] == BlockRange(7, 38)  # a slice of one share (259 // 8 blocks)
+    rest = windows[1:]
+    assert len(rest) == 8  # the rest shared again among the 8
+    assert rest[0].start == 39 and rest[-1].end == 2076
+    assert all(b.start == a.end + 1 for a, b in itertools.pairwise(windows))
+
+
+def test_one_worker_never_probes() -> None:
+    plan = WindowPlan(BlockRange(0, 499), SpanPolicy(1000), LogDensity(5000), parts=1)
+    assert not plan.probe and windows_of(plan) == [BlockRange(0, 499)]
 
 
 def test_a_long_range_uses_the_policy_span_and_its_growth() -> None:
     policy = SpanPolicy(1000, grow_after=1)
     plan = WindowPlan(BlockRange(0, 99_999), policy, LogDensity(5000), parts=8)
-    assert plan.long
+    assert plan.long and plan.probe
     first = plan.next()
-    assert first == BlockRange(0, 999)
+    assert first == BlockRange(0, 999)  # a long range's probe is its first window
     policy.on_failure(BlockRange(1000, 1999), Classified(Action.SHRINK))  # span 500
     assert plan.next() == BlockRange(1000, 1499)
     policy.on_success()  # grows back (SPEC §6): the plan follows

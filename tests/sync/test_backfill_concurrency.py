@@ -65,12 +65,14 @@ def ranged(call: RecordedCall) -> bool:
 
 
 class GatheringProxy(RpcProxy):
-    """Holds every ranged ``eth_getLogs`` until ``expected`` of them are waiting together (or
-    a deadline passes): all were in flight at once exactly when the gate opened."""
+    """Holds every ranged ``eth_getLogs`` after the first (the backfill's probe of the chain's
+    density, sent alone) until ``expected`` of them are waiting together (or a deadline
+    passes): all were in flight at once exactly when the gate opened."""
 
     def __init__(self, upstream_url: str, expected: int) -> None:
         super().__init__(upstream_url)
         self.expected = expected
+        self.ranged = 0
         self.waiting = 0
         self.most_waiting = 0
         self._all_there = asyncio.Event()
@@ -79,6 +81,9 @@ class GatheringProxy(RpcProxy):
         payload = json.loads(await request.read())  # aiohttp caches the body for super()
         params = payload.get("params") if isinstance(payload, dict) else None
         if not (params and payload.get("method") == "eth_getLogs" and "fromBlock" in params[0]):
+            return await super()._handle(request)
+        self.ranged += 1
+        if self.ranged == 1:
             return await super()._handle(request)
         self.waiting += 1
         self.most_waiting = max(self.most_waiting, self.waiting)
@@ -105,11 +110,15 @@ async def test_a_small_range_keeps_every_worker_busy(
         )
     finally:
         await proxy.stop()
-    windows = [call.block_range for call in proxy.get_logs_calls() if ranged(call)]
-    assert len(windows) == workers
+    probe, *windows = [call.block_range for call in proxy.get_logs_calls() if ranged(call)]
+    assert probe is not None and probe[0] == history.start
     ranged_blocks = sum(end - start + 1 for start, end in windows)
-    share = -(-ranged_blocks // workers)
-    assert all(end - start + 1 <= share for start, end in windows)  # one share each
+    share = -(-(ranged_blocks + probe[1] - probe[0] + 1) // workers)
+    assert probe[1] - probe[0] + 1 == share // workers  # a slice of one share, alone
+    # then the rest, shared again: one window for each worker
+    assert len(windows) == workers
+    again = -(-ranged_blocks // workers)
+    assert all(end - start + 1 <= again for start, end in windows)
     assert proxy.most_waiting == workers  # all in flight at once
     assert outcome == clean
 
