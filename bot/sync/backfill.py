@@ -362,11 +362,12 @@ class Backfill:
                     break
                 wake.clear()
                 woken = asyncio.ensure_future(wake.wait())
-                done, _ = await asyncio.wait(
-                    {*in_flight, writer, woken}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not woken.done():
-                    woken.cancel()
+                try:
+                    done, _ = await asyncio.wait(
+                        {*in_flight, writer, woken}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()  # also when we are cancelled: no task left pending
                 if writer in done:
                     # the writer only ends early by failing (a reorg, or the database)
                     raise writer.exception() or FatalError("the backfill writer stopped early")
