@@ -38,6 +38,11 @@ class Metrics:
         self.backfill_workers = Gauge(
             "backfill_workers", "Concurrent eth_getLogs windows in flight", registry=r
         )
+        self.backfill_concurrency_limit = Gauge(
+            "backfill_concurrency_limit",
+            "Backfill windows allowed in flight now (halved on rate limits, up to workers)",
+            registry=r,
+        )
         self.events_enqueued_total = Counter(
             "events_enqueued_total",
             "Orderbook logs newly written to the queue",

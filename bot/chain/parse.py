@@ -50,8 +50,50 @@ def parse_log(obj: Any) -> RawLog:
 
 
 def _parse_log(obj: Any) -> RawLog:
-    if not isinstance(obj, dict):
-        raise MalformedAnswer(f"a log must be an object, got {type(obj).__name__}")
+    # the hot path of a backfill (every log of the history passes here): the checks of
+    # `quantity` and `_hash`, inlined; an answer that fails one is re-checked by them, slowly,
+    # for the error message
+    if type(obj) is not dict:
+        if not isinstance(obj, dict):
+            raise MalformedAnswer(f"a log must be an object, got {type(obj).__name__}")
+        obj = dict(obj)
+    get = obj.get
+    number, tx_index, log_index = get("blockNumber"), get("transactionIndex"), get("logIndex")
+    block_hash, tx_hash = get("blockHash"), get("transactionHash")
+    data = get("data", "0x")
+    if not (
+        type(number) is str
+        and number[:2] == "0x"
+        and type(tx_index) is str
+        and tx_index[:2] == "0x"
+        and type(log_index) is str
+        and log_index[:2] == "0x"
+        and type(block_hash) is str
+        and len(block_hash) == 66
+        and block_hash[:2] == "0x"
+        and type(tx_hash) is str
+        and len(tx_hash) == 66
+        and tx_hash[:2] == "0x"
+        and type(data) is str
+        and data[:2] == "0x"
+    ):
+        return _parse_log_checked(obj)
+    topics = get("topics") or []
+    return RawLog(
+        int(number, 16),
+        block_hash.lower(),
+        tx_hash.lower(),
+        int(tx_index, 16),
+        int(log_index, 16),
+        _checksum(str(get("address"))),
+        str(topics[0]).lower() if topics else "",
+        bytes.fromhex(data[2:]),
+        bool(get("removed", False)),
+    )
+
+
+def _parse_log_checked(obj: dict[str, Any]) -> RawLog:
+    """The slow path: each field checked on its own, so the error names the one that is wrong."""
     topics = obj.get("topics") or []
     data = obj.get("data", "0x")
     if not isinstance(data, str) or not data.startswith("0x"):

@@ -4,6 +4,10 @@ A transport sends one call and maps every failure onto the error tree: a JSON-RP
 is an :class:`~bot.chain.ws.RpcError` carrying its code and message (and HTTP status when there
 was one); a timeout, refused or dropped connection or a 5xx is a
 :class:`~bot.errors.TransientError`. Bodies are parsed with ``json.loads`` (integers stay exact).
+
+A rate limit (HTTP 429, or an error answer whose text says so) is also reported to the
+:data:`rate_limit_observer` of the task making the call, if it set one: the endpoint retries rate
+limits itself, so the backfill, which adapts its concurrency to them, would not see them.
 """
 
 from __future__ import annotations
@@ -12,13 +16,37 @@ import asyncio
 import contextlib
 import itertools
 import json
-from typing import Any, Protocol
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 
 from bot.chain.ws import WsConnection
 from bot.config import redact_url
+from bot.core.ranges import Action, classify
 from bot.errors import ConnectionLost, RpcError, RpcUnavailableError, TransientError
+
+rate_limit_observer: ContextVar[Callable[[], None] | None] = ContextVar(
+    "rate_limit_observer", default=None
+)
+"""Called on every rate-limited call made by the task (context) that set it."""
+
+
+def is_rate_limit(error: RpcError) -> bool:
+    """HTTP 429, or an answer whose message says the provider is limiting our rate."""
+    if error.http_status == 429:
+        return True
+    if error.http_status is not None:
+        return False
+    return classify(str(error), code=error.code).action is Action.RATE_LIMIT
+
+
+def _raise_observed(error: RpcError) -> NoReturn:
+    observer = rate_limit_observer.get()
+    if observer is not None and is_rate_limit(error):
+        observer()
+    raise error
 
 
 class Transport(Protocol):
@@ -72,8 +100,10 @@ class HttpTransport:
         if status != 200:
             text = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
             if status == 429 or status >= 500:
-                raise RpcUnavailableError(text, http_status=status, retry_after_s=retry_after)
-            raise RpcError(text, code=None, http_status=status)
+                _raise_observed(
+                    RpcUnavailableError(text, http_status=status, retry_after_s=retry_after)
+                )
+            _raise_observed(RpcError(text, code=None, http_status=status))
         try:
             answer = json.loads(body)
         except ValueError:
@@ -84,7 +114,7 @@ class HttpTransport:
         if error_obj is not None:
             message = str(error_obj.get("message", error_obj))
             code = error_obj.get("code")
-            raise RpcError(message, code=code if isinstance(code, int) else None)
+            _raise_observed(RpcError(message, code=code if isinstance(code, int) else None))
         return answer.get("result")
 
     async def close(self) -> None:
@@ -113,6 +143,8 @@ class WsTransport:
         except ConnectionLost:
             await connection.close()
             raise
+        except RpcError as error:
+            _raise_observed(error)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -192,3 +192,106 @@ class SpanPolicy:
         first = request.head(request.span // 2)
         self.span = min(self.span, first.span)
         return Decision(first, request.after(first), back_off=False)
+
+
+def even_span(blocks: int, parts: int) -> int:
+    """The window span that cuts ``blocks`` into at least ``parts`` windows: ``ceil(blocks /
+    parts)``, never below 1. A range of a few windows would otherwise leave workers idle."""
+    return max(1, -(-blocks // max(1, parts)))
+
+
+class LogDensity:
+    """Window spans sized by the number of logs one answer should hold (pure).
+
+    A window of a fixed number of blocks holds anything from nothing to tens of thousands of
+    logs; one huge answer is held whole (its text, then its logs) by the worker that fetched it.
+    This estimates the logs per block from the answers seen (a sum that halves with each answer,
+    so a denser stretch is noticed within an answer or two) and proposes the span that would
+    hold ``target_logs``. It only ever lowers the span the range policy allows: where no log was
+    seen yet it proposes nothing (``None``), so an empty history is read in the widest windows.
+    """
+
+    def __init__(self, target_logs: int) -> None:
+        if target_logs < 1:
+            raise ValueError("target_logs must be >= 1")
+        self.target_logs = target_logs
+        self.answers = 0
+        self._logs = 0
+        self._blocks = 0
+
+    def observe(self, blocks: int, logs: int) -> None:
+        """One answer: ``logs`` logs over ``blocks`` blocks."""
+        self.answers += 1
+        self._logs = self._logs // 2 + logs
+        self._blocks = self._blocks // 2 + max(1, blocks)
+
+    def span(self) -> int | None:
+        """The span whose answer would hold about ``target_logs`` (>= 1), or None: no limit."""
+        if self._logs == 0:
+            return None
+        return max(1, self.target_logs * self._blocks // self._logs)
+
+
+class WindowPlan:
+    """The windows of one range, in order of their start (pure).
+
+    Each window is as wide as the provider's policy allows now (its learned cap included), at
+    most an even share of the range among ``parts`` workers (so that a small range keeps every
+    worker busy), and at most what :class:`LogDensity` says holds its target of logs.
+    Remainders of windows split after an error (:meth:`requeue`) go out first, trimmed to the
+    span allowed now, so coverage stays whole.
+
+    While the density of the chain is unknown and several workers share the range, the first
+    window is a *probe* (:attr:`probe`: fetch it alone, then the rest): without it the first
+    wave is ``parts`` windows of unknown size, all held at once. On a long range the probe is
+    simply the first window; on a small one it is a slice of one share (``share // parts``
+    blocks, so it costs little time), and the rest of the range is shared again after it.
+    """
+
+    def __init__(
+        self, whole: BlockRange, policy: SpanPolicy, density: LogDensity, *, parts: int
+    ) -> None:
+        self.whole = whole
+        self._policy = policy
+        self._density = density
+        self._share = even_span(whole.span, parts)
+        self._parts = max(1, parts)
+        self._next_start = whole.start
+        self._pending: list[BlockRange] = []
+        self.long = whole.span > policy.limit() * self._parts  # more than one wave of windows
+        self.probe = density.answers == 0 and self._parts > 1
+        self._reshare = False
+
+    def span(self) -> int:
+        span = min(self._policy.limit(), self._share)
+        by_logs = self._density.span()
+        return span if by_logs is None else min(span, by_logs)
+
+    def next(self) -> BlockRange | None:
+        """The next window to fetch, or None when every block has been handed out."""
+        if self._pending:
+            # a remainder queued before a cap was learned may exceed it: trim it now
+            window = self._pending.pop(0)
+            first = window.head(self.span())
+            rest = window.after(first)
+            if rest is not None:
+                self._pending.insert(0, rest)
+            return first
+        if self._next_start > self.whole.end:
+            return None
+        span = self.span()
+        if self.probe and self._next_start == self.whole.start and not self.long:
+            span = max(1, span // self._parts)
+            self._reshare = True
+        elif self._reshare:
+            self._reshare = False
+            self._share = even_span(self.whole.end - self._next_start + 1, self._parts)
+            span = self.span()
+        window = BlockRange(self._next_start, self.whole.end).head(span)
+        self._next_start = window.end + 1
+        return window
+
+    def requeue(self, remainder: BlockRange) -> None:
+        """Blocks split off a failed window: fetched before any new window."""
+        self._pending.append(remainder)
+        self._pending.sort(key=lambda r: r.start)

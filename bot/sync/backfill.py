@@ -2,11 +2,26 @@
 
 Windows are fetched concurrently (a real cap: ``workers`` requests in flight), their raw logs go
 through a bounded queue to one writer that stores them in batches, so fetching and writing
-overlap and memory stays flat however long the history. Windows complete in any order; the
-checkpoint moves only over the contiguous prefix of completed windows, so a failed window is
-never skipped. Near the head (within ``near_head_blocks`` of it) blocks are fetched one by one by
-``blockHash``, which fails loudly where a load-balanced provider might answer ``[]`` for a block
-its backend has not seen yet.
+overlap. Memory stays flat however long the history:
+
+- a range of fewer than ``workers`` windows is cut into ``workers`` windows, so every worker is
+  busy (:func:`~bot.core.ranges.even_span`);
+- windows are sized by the logs an answer should hold (``window_logs``, learned from the answers:
+  :class:`~bot.core.ranges.LogDensity`); only one window (a probe,
+  :class:`~bot.core.ranges.WindowPlan`) is in flight until the first answer of a run tells how
+  dense the chain is;
+- fetched logs wait for the writer only while fewer than ``max_logs_queued`` are waiting (a
+  fetcher holds its answer until there is room), whatever the size of the windows.
+
+The number of workers adapts to the provider (AIMD, :class:`~bot.core.concurrency.
+ConcurrencyLimit`): a rate limit met by a worker's call halves it, successes grow it back by one
+up to ``workers``. The endpoint retries rate limits itself; the transport reports each one to the
+calling worker through :data:`~bot.chain.transport.rate_limit_observer`.
+
+Windows complete in any order; the checkpoint moves only over the contiguous prefix of completed
+windows, so a failed window is never skipped. Near the head (within ``near_head_blocks`` of it)
+blocks are fetched one by one by ``blockHash``, which fails loudly where a load-balanced provider
+might answer ``[]`` for a block its backend has not seen yet.
 
 The chain may reorganise while this runs, so every checkpoint move is linked (SPEC §7):
 
@@ -28,22 +43,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from loguru import logger
 
 from bot.chain.blocks import LogFilter, get_header, get_logs_by_hash, read_window
 from bot.chain.endpoint import Endpoint, Lane
+from bot.chain.transport import rate_limit_observer
+from bot.core.concurrency import ConcurrencyLimit
 from bot.core.heads import Head
-from bot.core.model import RawLog
-from bot.core.ranges import BlockRange, SpanPolicy, classify
+from bot.core.ranges import BlockRange, LogDensity, SpanPolicy, WindowPlan, classify
 from bot.core.retry import delay_s
 from bot.errors import ChainReorged, FatalError, MissingLogError, RpcError, TransientError
 from bot.metrics import Metrics
 from bot.store.chain_state import RECENT_BLOCKS_KEPT
 from bot.sync.forks import ChainState, resume_point, rewind, vouch
 from bot.sync.progress import Progress
+from bot.sync.window_writer import BackfillResult, BackfillSink, Fetched, LogBudget, write_windows
 
 # re-exported for bot.sync.runner (the RPC helpers live in bot.chain.blocks now)
 __all__ = ["Backfill", "BackfillResult", "BackfillSink", "LogFilter", "get_header"]
@@ -52,38 +68,12 @@ T = TypeVar("T")
 
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 30.0
-
-
-class BackfillSink(Protocol):
-    async def store(self, logs: list[RawLog]) -> int:
-        """Write raw logs idempotently in one transaction; the number newly stored."""
-        ...
-
-    async def advance(self, head: Head) -> None:
-        """Move the checkpoint to ``head`` (every log up to it is stored)."""
-        ...
-
-    async def reconcile(self, head: Head, logs: list[RawLog]) -> int:
-        """Store the logs of block ``head`` fetched by its hash, remove queued rows of that
-        height with another hash, and move the checkpoint to it, atomically."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Fetched:
-    window: BlockRange
-    logs: list[RawLog]
-    first: Head
-    last: Head
-    evidence: list[Head]  # canonical blocks to record before the checkpoint moves over them
-
-
-@dataclass(slots=True)
-class BackfillResult:
-    blocks: int
-    events: int
-    stored: int
-    seconds: float
+WINDOW_LOGS = 5_000
+"""Logs one ``eth_getLogs`` answer should hold: windows shrink to it on a dense chain."""
+MAX_LOGS_QUEUED = 20_000
+"""Fetched logs that may wait for the writer; a fetcher with more waits before handing over."""
+GROW_AFTER = 4
+"""Windows fetched in a row with no rate limit before one more worker is allowed."""
 
 
 async def _pause(what: str, error: Exception, attempt: int) -> None:
@@ -113,6 +103,9 @@ class Backfill:
         on_window: Callable[[BlockRange], Awaitable[None]] | None = None,
         policy: SpanPolicy | None = None,
         state: ChainState | None = None,
+        window_logs: int = WINDOW_LOGS,
+        max_logs_queued: int = MAX_LOGS_QUEUED,
+        grow_after: int = GROW_AFTER,
     ) -> None:
         self._endpoint = endpoint
         self._sink = sink
@@ -131,6 +124,11 @@ class Backfill:
         self._metrics = metrics or Metrics()
         self._write_batch = write_batch_logs
         self._on_window = on_window
+        self._density = LogDensity(window_logs)
+        self._max_logs_queued = max_logs_queued
+        # how many workers the provider lets us keep busy now (AIMD, up to `workers`)
+        self.concurrency = ConcurrencyLimit(self._workers, grow_after=grow_after)
+        self._metrics.backfill_concurrency_limit.set(self.concurrency.limit)
         self.reorgs = 0
 
     async def run(self, start: int, end: int, *, head: int | None = None) -> BackfillResult:
@@ -231,7 +229,7 @@ class Backfill:
         self._metrics.blocks_backfilled_total.inc()
         progress.window(BlockRange(number, number), len(logs))
 
-    async def _fetch(self, window: BlockRange, full_from: int) -> _Fetched:
+    async def _fetch(self, window: BlockRange, full_from: int) -> Fetched:
         read = await read_window(
             self._endpoint,
             self._filter,
@@ -247,48 +245,78 @@ class Backfill:
         )
         listed = {header.number for header in (*read.headers, *extra)}
         hashes_only = [Head(n, h, "") for n, h in read.named.items() if n not in listed]
-        return _Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])
+        return Fetched(window, logs, read.first, read.last, [*read.headers, *extra, *hashes_only])
+
+    def _rate_limited(self, sent_in: int, progress: Progress) -> None:
+        """A worker's call (sent in epoch ``sent_in``) was rate-limited: maybe halve."""
+        if self.concurrency.on_rate_limit(sent_in):
+            logger.warning(
+                "the provider limits our rate: {} of {} backfill workers now",
+                self.concurrency.limit,
+                self.concurrency.maximum,
+            )
+            self._concurrency_changed(progress)
+
+    def _concurrency_changed(self, progress: Progress) -> None:
+        self._metrics.backfill_concurrency_limit.set(self.concurrency.limit)
+        progress.workers = (self.concurrency.limit, self.concurrency.maximum)
 
     async def _ranges(
         self, whole: BlockRange, progress: Progress, totals: BackfillResult, full_from: int
     ) -> None:
-        results: asyncio.Queue[_Fetched | None] = asyncio.Queue(maxsize=self._workers * 2)
-        writer = asyncio.create_task(self._write(whole, results, progress, totals))
-        pending: list[BlockRange] = []  # remainders of split windows: dispatched first
-        next_start = whole.start
+        # bounded twice: in windows (a queue of empty windows stays short) and in logs (memory)
+        results: asyncio.Queue[Fetched | None] = asyncio.Queue(maxsize=self._workers * 2)
+        budget = LogBudget(self._max_logs_queued)
+        writer = asyncio.create_task(
+            write_windows(
+                whole,
+                results,
+                sink=self._sink,
+                state=self._state,
+                metrics=self._metrics,
+                progress=progress,
+                totals=totals,
+                budget=budget,
+                write_batch=self._write_batch,
+                on_window=self._on_window,
+            )
+        )
+        plan = WindowPlan(whole, self._policy, self._density, parts=self._workers)
         in_flight: set[asyncio.Task[None]] = set()
         failure: BaseException | None = None
+        # a chain of unknown density: one window first (its answer tells how many blocks hold
+        # `window_logs`), so that the first wave is not `workers` answers of any size
+        answered = not plan.probe
+        wake = asyncio.Event()  # a worker changed what may be dispatched
+        self._concurrency_changed(progress)
 
-        def next_window() -> BlockRange | None:
-            nonlocal next_start
-            if pending:
-                # a remainder queued before a cap was learned may exceed it: trim it now
-                window = pending.pop(0)
-                first = window.head(self._policy.limit())
-                rest = window.after(first)
-                if rest is not None:
-                    pending.insert(0, rest)
-                return first
-            if next_start > whole.end:
-                return None
-            window = self._policy.window(next_start, whole.end)
-            next_start = window.end + 1
-            return window
+        def allowed() -> int:
+            return self.concurrency.limit if answered else 1
+
+        def on_answer() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                wake.set()
 
         async def fetch(window: BlockRange) -> None:
             current: BlockRange | None = window
             attempt = 0
+            sent_in = self.concurrency.epoch
+            # the calls of this task (its own context) report their rate limits here
+            rate_limit_observer.set(lambda: self._rate_limited(sent_in, progress))
             while current is not None:
+                sent_in = self.concurrency.epoch
                 try:
                     fetched = await self._fetch(current, full_from)
                 except RpcError as error:
+                    on_answer()
                     classified = classify(
                         str(error), code=error.code, http_status=error.http_status
                     )
                     decision = self._policy.on_failure(current, classified)
                     if decision.remainder is not None:
-                        pending.append(decision.remainder)
-                        pending.sort(key=lambda r: r.start)
+                        plan.requeue(decision.remainder)
                     logger.info(
                         "eth_getLogs {} answered '{}': {} now, {} later",
                         current,
@@ -302,17 +330,29 @@ class Backfill:
                         await _pause(f"blocks {current}", error, attempt)
                     continue
                 except TransientError as error:
+                    on_answer()
                     attempt += 1
                     await _pause(f"blocks {current}", error, attempt)
                     continue
                 self._policy.on_success()
+                self._density.observe(current.span, len(fetched.logs))
+                on_answer()
+                if self.concurrency.on_success():
+                    logger.info(
+                        "{} of {} backfill workers now",
+                        self.concurrency.limit,
+                        self.concurrency.maximum,
+                    )
+                    self._concurrency_changed(progress)
+                    wake.set()
+                await budget.take(len(fetched.logs))
                 await results.put(fetched)
                 current = None
 
         try:
             while True:
-                while len(in_flight) < self._workers and failure is None:
-                    window = next_window()
+                while len(in_flight) < allowed() and failure is None:
+                    window = plan.next()
                     if window is None:
                         break
                     task = asyncio.create_task(fetch(window))
@@ -320,16 +360,21 @@ class Backfill:
                 self._metrics.backfill_workers.set(len(in_flight))
                 if not in_flight:
                     break
-                done, _ = await asyncio.wait(
-                    {*in_flight, writer}, return_when=asyncio.FIRST_COMPLETED
-                )
+                wake.clear()
+                woken = asyncio.ensure_future(wake.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {*in_flight, writer, woken}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()  # also when we are cancelled: no task left pending
                 if writer in done:
                     # the writer only ends early by failing (a reorg, or the database)
                     raise writer.exception() or FatalError("the backfill writer stopped early")
-                for task in done:
-                    in_flight.discard(task)
-                    if task.exception() is not None and failure is None:
-                        failure = task.exception()
+                for finished in done & in_flight:
+                    in_flight.discard(finished)
+                    if finished.exception() is not None and failure is None:
+                        failure = finished.exception()
                 if failure is not None and not in_flight:
                     raise failure
             # the queue may be full of windows a writer that failed will never take
@@ -345,53 +390,3 @@ class Backfill:
                 writer.cancel()
             await asyncio.gather(*in_flight, writer, return_exceptions=True)
             self._metrics.backfill_workers.set(0)
-
-    async def _write(
-        self,
-        whole: BlockRange,
-        results: asyncio.Queue[_Fetched | None],
-        progress: Progress,
-        totals: BackfillResult,
-    ) -> None:
-        done: dict[int, _Fetched] = {}  # completed windows by start, beyond the prefix
-        prefix_end = whole.start - 1
-        link = await self._state.known_hash(prefix_end)  # None: nothing below to link to
-        finished = False
-        while not finished:
-            batch: list[RawLog] = []
-            fetched_now: list[_Fetched] = []
-            item = await results.get()
-            while True:
-                if item is None:
-                    finished = True
-                    break
-                fetched_now.append(item)
-                batch.extend(item.logs)
-                if len(batch) >= self._write_batch or results.empty():
-                    break
-                item = await results.get()
-            if not fetched_now:
-                continue
-            totals.stored += await self._sink.store(batch)
-            totals.events += len(batch)
-            for fetched in fetched_now:
-                window = fetched.window
-                done[window.start] = fetched
-                self._metrics.blocks_backfilled_total.inc(window.span)
-                totals.blocks += window.span
-                progress.window(window, len(fetched.logs))
-                if self._on_window is not None:
-                    await self._on_window(window)
-            while prefix_end + 1 in done:
-                fetched = done.pop(prefix_end + 1)
-                if link is not None and fetched.first.parent_hash != link:
-                    raise ChainReorged(
-                        f"block {fetched.first.number} ({fetched.first.hash[:10]}) does not "
-                        f"link to block {prefix_end} ({link[:10]}) we hold",
-                        from_number=prefix_end,
-                    )
-                await self._state.record_blocks(fetched.evidence)
-                await self._sink.advance(fetched.last)
-                prefix_end, link = fetched.last.number, fetched.last.hash
-        if prefix_end != whole.end:
-            raise FatalError(f"backfill ended at block {prefix_end}, short of {whole.end}")

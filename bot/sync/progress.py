@@ -24,6 +24,9 @@ class Progress:
         self.total = end - start + 1
         self.blocks = 0
         self.events = 0
+        # (allowed, configured) backfill workers, shown once the backfill sets it: a provider
+        # that rate-limits us lowers the first (AIMD, bot.core.concurrency)
+        self.workers: tuple[int, int] | None = None
         self._began = time.monotonic()
         self._stream = stream if stream is not None else sys.stderr
         self._bar = self._stream.isatty()
@@ -34,9 +37,10 @@ class Progress:
         left = self.total - self.blocks
         eta = f"{left / rate:,.0f} s" if rate > 0 else "?"
         percent = 100 * self.blocks // max(1, self.total)
+        workers = "" if self.workers is None else f", workers {self.workers[0]}/{self.workers[1]}"
         return (
             f"blocks {window.start}-{window.end} of {self.start}-{self.end}, {percent}%, "
-            f"{self.events:,} events, {rate:,.0f} blocks/s, ETA {eta}"
+            f"{self.events:,} events, {rate:,.0f} blocks/s, ETA {eta}{workers}"
         )
 
     def window(self, window: BlockRange, events: int) -> None:

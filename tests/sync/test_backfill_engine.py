@@ -29,7 +29,8 @@ from tests.support.history import History, backfill_history, build_history, wait
 from tests.support.proxies import RpcProxy
 
 PROGRESS = re.compile(
-    r"^blocks (\d+)-(\d+) of (\d+)-(\d+), (\d+)%, ([\d,]+) events, ([\d,]+) blocks/s, ETA (\S+) s$"
+    r"^blocks (\d+)-(\d+) of (\d+)-(\d+), (\d+)%, ([\d,]+) events, ([\d,]+) blocks/s, ETA (\S+) s"
+    r", workers (\d+)/(\d+)$"  # allowed now (AIMD) of the configured
 )
 
 
@@ -207,6 +208,7 @@ async def test_one_progress_line_per_window(history: History, tmp_path: Path) ->
     assert percents == sorted(percents) and percents[-1] == 100
     events = [int(m[6].replace(",", "")) for m in progress]
     assert events == sorted(events) and events[-1] == history.events
+    assert {(int(m[9]), int(m[10])) for m in progress} == {(2, 2)}  # never rate-limited
 
 
 async def test_blocks_near_the_head_are_fetched_by_hash(history: History, tmp_path: Path) -> None:
