@@ -193,7 +193,8 @@ class Backfill:
     async def _pass(
         self, start: int, end: int, head: int, progress: Progress, totals: BackfillResult
     ) -> None:
-        by_hash_from = max(start, head - self._near_head)
+        # never past ``end``: a `bot backfill --to M` well below the head stops its checkpoint at M
+        by_hash_from = max(start, min(end + 1, head - self._near_head))
         # every header within RECENT_BLOCKS_KEPT of the end is read (and recorded), so that a
         # fork-point walk finds each of them; deeper down only each window's first and last
         full_from = end - RECENT_BLOCKS_KEPT + 1

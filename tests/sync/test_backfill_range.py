@@ -61,3 +61,17 @@ def test_from_below_the_checkpoint_rescans_only_what_is_missing(
     # seed 000's name works as the default of --from
     third = _backfill(config, env={"BACKFILL_START_HEIGHT": str(middle)})
     assert third["rescan"]["events_added"] == 0
+
+
+def test_to_well_below_the_head_stops_the_checkpoint_there(chain: Chain, tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    config = write_config(
+        tmp_path / "bot.toml", chain.deployment, ws_url=chain.ws_url, database=database
+    )
+    receipts = run_plan(chain.rpc, chain.deployment, make_plan(seed=6, fills=20))
+    blocks = sorted({int(r["blockNumber"], 16) for r in receipts})
+    target = blocks[len(blocks) // 2]
+    assert blocks[-1] - target > 5  # far below the head: the ranged part of the backfill
+    summary = _backfill(config, "--to", str(target))
+    assert summary["to"] == target and summary["processed_up_to"] == target
+    assert queries.status(database)["checkpoint_block"] == target  # not the head's
