@@ -18,12 +18,8 @@ run.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -41,7 +37,7 @@ from bot.devnet.synthetic import ORDERBOOK, OWNER
 from bot.store.chain_state import ChainStore
 from bot.store.connection import ServedChain, open_database
 from tests.store.wal_cut import FRAME_HEADER, Frame, WalLayout, cut_copy, open_copy, read_layout
-from tests.support.botproc import write_config
+from tests.support.botproc import bot_backfill, write_config
 from tests.support.chain import Chain
 
 SEED = 909  # the fills; the cut points are derived from the WAL, not drawn
@@ -73,17 +69,7 @@ def _bot_backfill(config: Path, *args: str) -> dict[str, Any]:
     # pass behind the checkpoint commits FULL, which makes every earlier commit durable, so a
     # power cut could then only lose the backfill's tail after its last pass; without it the
     # whole backfill is NORMAL commits and a cut may land anywhere in it
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "backfill", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env={**os.environ, "BOT__BACKFILL__DRAIN_BEHIND": "false"},
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return summary
+    return bot_backfill(config, *args, env={"BOT__BACKFILL__DRAIN_BEHIND": "false"})[0]
 
 
 def _head(chain: Chain) -> int:

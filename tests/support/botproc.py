@@ -198,3 +198,20 @@ def wait_caught_up(
         what=f"checkpoint >= {block} with an empty queue",
         on_timeout=(bot.log_tail if bot else None),
     )
+
+
+def bot_backfill(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """Run ``bot backfill`` to its end (exit 0 asserted): its JSON summary and its log."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "backfill", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary, result.stderr

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from bot.devnet.plan import make_plan
 from bot.devnet.simulate import run_plan
 from bot.store import queries
-from tests.support.botproc import write_config
+from tests.support.botproc import bot_backfill, write_config
 from tests.support.chain import Chain
 
 
 def _backfill(config: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "backfill", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    assert result.returncode == 0, result.stderr
-    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return summary
+    return bot_backfill(config, *args, env=env)[0]
 
 
 def test_from_below_the_checkpoint_rescans_only_what_is_missing(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 from bot.devnet.plan import expected_net, make_plan, our_share_deltas
 from bot.devnet.simulate import run_plan
 from bot.store import queries
-from tests.support.botproc import write_config
+from tests.support.botproc import bot_backfill, write_config
 from tests.support.chain import Chain
 
 
@@ -31,16 +29,9 @@ def test_the_drain_books_behind_the_backfill_and_the_backlog_is_hedged_once(
         workers=1,
         batch_blocks=1,
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "backfill"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    found = re.search(r"drained (\d+) events behind the backfill in (\d+) passes", result.stderr)
-    assert found is not None, result.stderr[-2000:]
+    _summary, log = bot_backfill(config)
+    found = re.search(r"drained (\d+) events behind the backfill in (\d+) passes", log)
+    assert found is not None, log[-2000:]
     behind_events, passes = int(found[1]), int(found[2])
     assert passes >= 1 and behind_events > 0  # the drain really ran alongside the fetch
 
