@@ -125,7 +125,11 @@ class PeakWatcher(threading.Thread):
 
 
 def run_backfill(
-    config: Path, *, profile: Path | None = None, wrapper: list[str] | None = None
+    config: Path,
+    *,
+    profile: Path | None = None,
+    wrapper: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> BotRun:
     """``python -m bot --config CONFIG --log-json backfill`` (optionally under cProfile, or
     behind a ``wrapper`` command such as ``py-spy record … --``)."""
@@ -133,7 +137,7 @@ def run_backfill(
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
     command += ["-m", "bot", "--config", str(config), "--log-json", "backfill"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     err_path = config.parent / f"bot-{time.monotonic_ns()}.stderr"
     with (
         err_path.open("w") as err,

@@ -218,7 +218,7 @@ def _word(raw: RawLog, position: int, what: str) -> int:
     return int.from_bytes(data[position : position + _WORD], "big")
 
 
-def _address(raw: RawLog, position: int, what: str) -> str:
+def _address_bytes(raw: RawLog, position: int, what: str) -> bytes:
     data = raw.data
     if position < 0 or position + _WORD > len(data):
         raise UndecodableLog(
@@ -226,7 +226,30 @@ def _address(raw: RawLog, position: int, what: str) -> str:
         )
     if data[position : position + 12] != _ADDRESS_PADDING:
         raise UndecodableLog(raw, f"{what} at byte {position} has non-zero padding")
-    return _checksum(bytes(data[position + 12 : position + _WORD]))
+    return bytes(data[position + 12 : position + _WORD])
+
+
+def _owner_bytes(raw: RawLog) -> tuple[bytes, ...]:
+    topic0 = raw.topic0.lower()
+    if topic0 == TOPIC_TAKE_ORDER_V2:
+        # head: sender, offset(config), input, output; config head: offset(order), ...
+        config = _word(raw, _WORD, "offset of the take-order config")
+        order = config + _word(raw, config, "offset of the order in the config")
+        return (_address_bytes(raw, order, "order owner"),)
+    if topic0 == TOPIC_CLEAR_V2:
+        # head: sender, offset(alice), offset(bob), clear config (6 static words)
+        alice = _word(raw, _WORD, "offset of alice's order")
+        bob = _word(raw, 2 * _WORD, "offset of bob's order")
+        return (
+            _address_bytes(raw, alice, "alice's owner"),
+            _address_bytes(raw, bob, "bob's owner"),
+        )
+    if topic0 == TOPIC_AFTER_CLEAR:
+        # fully static: sender + four amounts; check the shape without decoding it
+        _address_bytes(raw, 0, "AfterClear sender")
+        _word(raw, 4 * _WORD, "AfterClear bobInput")
+        return ()
+    raise UndecodableLog(raw, "unknown topic0: not ClearV2, AfterClear or TakeOrderV2")
 
 
 def order_owners(raw: RawLog) -> tuple[str, ...]:
@@ -237,23 +260,13 @@ def order_owners(raw: RawLog) -> tuple[str, ...]:
     padding), so malformed data elsewhere in the log is caught later by :func:`decode`, which the
     drain runs on every log that turns out to be ours.
     """
-    topic0 = raw.topic0.lower()
-    if topic0 == TOPIC_TAKE_ORDER_V2:
-        # head: sender, offset(config), input, output; config head: offset(order), ...
-        config = _word(raw, _WORD, "offset of the take-order config")
-        order = config + _word(raw, config, "offset of the order in the config")
-        return (_address(raw, order, "order owner"),)
-    if topic0 == TOPIC_CLEAR_V2:
-        # head: sender, offset(alice), offset(bob), clear config (6 static words)
-        alice = _word(raw, _WORD, "offset of alice's order")
-        bob = _word(raw, 2 * _WORD, "offset of bob's order")
-        return (_address(raw, alice, "alice's owner"), _address(raw, bob, "bob's owner"))
-    if topic0 == TOPIC_AFTER_CLEAR:
-        # fully static: sender + four amounts; check the shape without decoding it
-        _address(raw, 0, "AfterClear sender")
-        _word(raw, 4 * _WORD, "AfterClear bobInput")
-        return ()
-    raise UndecodableLog(raw, "unknown topic0: not ClearV2, AfterClear or TakeOrderV2")
+    return tuple(_checksum(owner) for owner in _owner_bytes(raw))
+
+
+def order_owners_hex(raw: RawLog) -> tuple[str, ...]:
+    """:func:`order_owners` as lowercase ``0x`` hex: no checksum (a keccak per address not seen
+    before), for storing and comparing them."""
+    return tuple("0x" + owner.hex() for owner in _owner_bytes(raw))
 
 
 # --- decode: the slicing decoder ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import aiosqlite
 from loguru import logger
 
-from bot.core.abi import UndecodableLog, order_owners
+from bot.core.abi import UndecodableLog, order_owners_hex
 from bot.core.model import EventStatus, RawLog
 from bot.errors import QueueRaceError
 from bot.store.txn import write_transaction
@@ -103,7 +103,7 @@ def owners_text(log: RawLog) -> str | None:
     comma-separated ('' for an AfterClear), or None when its head cannot be read (the drain
     then reads the row and fails it with the reason)."""
     try:
-        return ",".join(owner.lower() for owner in order_owners(log))
+        return ",".join(order_owners_hex(log))
     except UndecodableLog:
         return None
 

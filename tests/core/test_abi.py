@@ -262,3 +262,15 @@ def test_corrupted_take_order_raises_undecodable_only(
         return
     if isinstance(decoded, TakeOrderEvent):
         assert owners == (decoded.order.owner,)
+
+
+def test_owners_as_hex_are_the_checksummed_owners_lowercased() -> None:
+    logs = [log for tx in synthetic.synthetic_transactions(300, seed=3) for log in tx.logs]
+    kinds = {log.topic0 for log in logs}
+    assert kinds == {abi.TOPIC_TAKE_ORDER_V2, abi.TOPIC_CLEAR_V2, abi.TOPIC_AFTER_CLEAR}
+    for log in logs:
+        checksummed = abi.order_owners(log)
+        assert abi.order_owners_hex(log) == tuple(owner.lower() for owner in checksummed)
+    unknown = dataclasses.replace(logs[0], topic0="0x" + "ab" * 32)
+    with pytest.raises(abi.UndecodableLog, match="unknown topic0"):
+        abi.order_owners_hex(unknown)
