@@ -274,3 +274,18 @@ def test_owners_as_hex_are_the_checksummed_owners_lowercased() -> None:
     unknown = dataclasses.replace(logs[0], topic0="0x" + "ab" * 32)
     with pytest.raises(abi.UndecodableLog, match="unknown topic0"):
         abi.order_owners_hex(unknown)
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=20, max_size=20))
+def test_checksum_address_is_eip55_as_eth_utils_computes_it(raw: bytes) -> None:
+    expected = to_checksum_address(raw)
+    assert abi.checksum_address(raw) == expected
+    assert abi.checksum_address(raw.hex()) == expected
+    assert abi.checksum_address("0x" + raw.hex().upper()) == expected
+
+
+@pytest.mark.parametrize("bad", [b"\x00" * 19, "0x" + "1" * 39, "0x" + "g" * 40, "1_" * 20])
+def test_checksum_address_refuses_what_is_no_address(bad: str | bytes) -> None:
+    with pytest.raises(ValueError):
+        abi.checksum_address(bad)
