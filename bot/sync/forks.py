@@ -129,12 +129,11 @@ async def vouch(
     of a block with another canonical hash is left for the checkpoint move to remove (the
     headers read to know it are returned, to be recorded); a row of a canonical block is
     re-read by hash and added, or is a :class:`MissingLogError` — never a removal."""
+    queued = await state.queued_between(blocks.start, blocks.end)
+    if not queued:  # a first catch-up: nothing queued to account for (no 40k-entry set)
+        return logs, []
     answered = {(log.tx_hash, log.log_index) for log in logs}
-    missing = [
-        row
-        for row in await state.queued_between(blocks.start, blocks.end)
-        if row[:2] not in answered
-    ]
+    missing = [row for row in queued if row[:2] not in answered]
     headers: list[Head] = []
     found: list[RawLog] = []
     for number in sorted({row[2] for row in missing}):
