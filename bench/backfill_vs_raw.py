@@ -120,38 +120,10 @@ def build_state(cache: Path, events: int, blocks: int) -> tuple[Path, Path]:
 
 
 async def _raw_round(url: str, address: str, start: int, end: int, args: Any) -> dict[str, Any]:
-    import aiohttp
-
-    from bot.core.abi import ORDERBOOK_TOPICS
-
-    windows = [(a, min(a + args.window - 1, end)) for a in range(start, end + 1, args.window)]
-    gate = asyncio.Semaphore(args.concurrency)
-    count = 0
-
-    async def fetch(session: aiohttp.ClientSession, first: int, last: int, rid: int) -> int:
-        body = {
-            "jsonrpc": "2.0",
-            "id": rid,
-            "method": "eth_getLogs",
-            "params": [
-                {
-                    "address": address,
-                    "topics": [list(ORDERBOOK_TOPICS)],
-                    "fromBlock": hex(first),
-                    "toBlock": hex(last),
-                }
-            ],
-        }
-        async with gate, session.post(url, json=body) as response:
-            answer = json.loads(await response.read())
-        return len(answer["result"])
+    from bench.rawfetch import raw
 
     began = time.perf_counter()
-    async with aiohttp.ClientSession() as session:
-        for got in await asyncio.gather(
-            *(fetch(session, a, b, i) for i, (a, b) in enumerate(windows))
-        ):
-            count += got
+    count = await raw(url, address, start, end, args.window, args.concurrency)
     return {"events": count, "seconds": time.perf_counter() - began}
 
 
