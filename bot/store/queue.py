@@ -9,6 +9,7 @@ its rows on a rollback), so enqueue from a connection of its own.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,11 +109,23 @@ def owners_text(log: RawLog) -> str | None:
         return None
 
 
+_OWNER_OF: weakref.WeakKeyDictionary[aiosqlite.Connection, str] = weakref.WeakKeyDictionary()
+
+
 async def _our_owner(conn: aiosqlite.Connection) -> str | None:
-    """The database's order owner, lowercase (meta, written when the engine first opened it)."""
+    """The database's order owner, lowercase (meta, written when the engine first opened it).
+
+    Read once per connection, not per insert (a live log is one insert: one round trip less on
+    its way to the hedge): once written it never changes, ``open_database`` refuses another."""
+    known = _OWNER_OF.get(conn)
+    if known is not None:
+        return known
     rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'order_owner'")
     found = [str(value).lower() for (value,) in rows]
-    return found[0] if found else None
+    if not found:
+        return None  # not recorded yet: asked again next time
+    _OWNER_OF[conn] = found[0]
+    return found[0]
 
 
 async def insert_new_in_txn(conn: aiosqlite.Connection, logs: Sequence[RawLog], now: str) -> int:

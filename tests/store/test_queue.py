@@ -24,7 +24,8 @@ from bot.devnet.synthetic import (
 from bot.store import admin, queue
 from bot.store.admin import AdminError
 from bot.store.chain_state import ChainStore
-from bot.store.connection import ServedChain, open_database
+from bot.store.connection import ServedChain, connect, open_database
+from bot.store.migrations import apply_migrations
 
 SERVED = ServedChain(31337, "0x" + "11" * 20, "0x" + "22" * 20, 0)
 
@@ -198,4 +199,31 @@ async def test_each_row_is_stored_with_the_owners_of_its_orders(
         (2, 0, f"{theirs.lower()},{ours.lower()}"),
         (2, 1, ""),  # an AfterClear names no order
         (3, 0, None),  # unknown topic0: the drain reads it and fails it with the reason
+    ]
+
+
+async def test_a_writer_opened_before_the_owner_is_recorded_classifies_once_it_is(
+    db_path: Path,
+) -> None:
+    ours, theirs = address_of("owner-a"), address_of("owner-b")
+
+    def take(owner: str, block: int) -> RawLog:
+        order = make_order(owner, [make_io(USDC)], [make_io(AAPL)])
+        return take_order_log(order, input=1, output=2, at=At(block_number=block))
+
+    writer = await connect(db_path)  # the chain writer's own connection, first on a new file
+    try:
+        await apply_migrations(writer)
+        await queue.enqueue(writer, [take(theirs, 1)])  # no owner recorded yet: pending
+        engine_conn, _ = await open_database(db_path, ServedChain(31337, "0x" + "11" * 20, ours, 0))
+        await engine_conn.close()
+        await queue.enqueue(writer, [take(theirs, 2), take(ours, 3)])
+        await queue.enqueue(writer, [take(theirs, 4)])  # the owner read once, kept
+    finally:
+        await writer.close()
+    assert _rows(db_path, "SELECT block_number, status, is_ours FROM events ORDER BY id") == [
+        (1, "pending", None),
+        (2, "processed", 0),
+        (3, "pending", None),
+        (4, "processed", 0),
     ]
