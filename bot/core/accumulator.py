@@ -445,10 +445,14 @@ class Accumulator:
         bisect.insort(self._lots.setdefault(lot.ticker, []), lot, key=_lot_key)
         self._lot_index[lot.trade_id] = lot
 
+    def _linked_in_flight(self, ticker: str) -> set[int]:
+        """Ids of the lots the ticker's in-flight execution is linked to (kept even if closed)."""
+        execution_id = self._in_flight_by_ticker.get(ticker)
+        return set() if execution_id is None else {x.lot_id for x in self._links[execution_id]}
+
     def _forget_closed(self, ticker: str, touched: list[Lot]) -> None:
         """:meth:`_prune` for a fill: only the lots it closed can have nothing open now."""
-        execution_id = self._in_flight_by_ticker.get(ticker)
-        keep_ids = set() if execution_id is None else {x.lot_id for x in self._links[execution_id]}
+        keep_ids = self._linked_in_flight(ticker)
         dead = {lot.trade_id for lot in touched if lot.open <= 0 and lot.trade_id not in keep_ids}
         if not dead:
             return
@@ -466,8 +470,7 @@ class Accumulator:
 
     def _prune(self, ticker: str) -> None:
         """Forget lots with nothing open and no in-flight link (they stay in the database)."""
-        execution_id = self._in_flight_by_ticker.get(ticker)
-        keep_ids = set() if execution_id is None else {x.lot_id for x in self._links[execution_id]}
+        keep_ids = self._linked_in_flight(ticker)
         lots = self._lots.get(ticker)
         if not lots:
             return
