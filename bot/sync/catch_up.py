@@ -88,13 +88,16 @@ async def backfill_command(
             events = 0
             if end >= start:
                 assert session.engine is not None and session.store is not None
-                behind = DrainBehind(session.engine, session.store, end)
-                hook = behind.on_window if loaded.settings.backfill.drain_behind else None
+                behind = None
+                if loaded.settings.backfill.drain_behind:
+                    behind = DrainBehind(session.engine, session.store, end)
+                hook = None if behind is None else behind.on_window
                 events = await session.run_backfill(start, end, head=head, on_window=hook)
-                logger.info(
-                    "drained {} events behind the backfill in {} passes", behind.events,
-                    behind.passes,
-                )  # fmt: skip
+                if behind is not None:
+                    logger.info(
+                        "drained {} events behind the backfill in {} passes", behind.events,
+                        behind.passes,
+                    )  # fmt: skip
             bound = await session.drain(up_to=end)
             summary: dict[str, Any] = {
                 "from": start,
