@@ -136,7 +136,7 @@ async def _bot_round(
     from bot.chain.transport import transport_for
     from bot.core.abi import ORDERBOOK_TOPICS
     from bot.store.chain_state import ChainStore
-    from bot.store.connection import ServedChain, connect, open_database
+    from bot.store.connection import ServedChain, open_database
     from bot.sync.backfill import Backfill, LogFilter
 
     logger.remove()  # the per-window progress lines are not what is measured
@@ -151,7 +151,7 @@ async def _bot_round(
         )
         conn, _meta = await open_database(db, served)  # migrate, as `bot run` does first
         await conn.close()
-        store = ChainStore(await connect(db))
+        store = await ChainStore.open(db)
         endpoint = Endpoint(transport_for(url))
         backfill = Backfill(
             endpoint,

@@ -130,7 +130,7 @@ class Session:
         )
         self.watch = BrokerWatch(self.engine, self.broker, watch_options(s))
         self.engine.on_late = self._late_event
-        self.store = ChainStore(await connect(self.loaded.database_path))
+        self.store = await ChainStore.open(self.loaded.database_path)
         if self._runtime is None:
             self._runtime = await connect(self.loaded.database_path)
         await self.save_provider_state()
